@@ -1,0 +1,5 @@
+import sys
+
+from arvideo.cli import main
+
+sys.exit(main())
