@@ -17,6 +17,12 @@ from pathlib import Path
 from arvideo.errors import ArvideoError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse to clobber an existing file unless `overwrite`; make sure the parent folder exists."""
     path = Path(path)
@@ -43,6 +49,8 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False, is_dir: bool 
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create private (0600/0700) entries; give the result ordinary permissions.
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
         if is_dir and path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -21,6 +21,11 @@ from arvideo.progress import set_progress
 
 # Areas, in the order they appear in `arvideo --help`. Each module defines `register(subparsers)`.
 AREAS: list[str] = [
+    "arvideo.cli.data",
+    "arvideo.cli.tokenizer",
+    "arvideo.cli.train",
+    "arvideo.cli.generate",
+    "arvideo.cli.eval",
 ]
 
 

@@ -1,0 +1,164 @@
+"""Continuous video VAE: the latent space the ARLON DiT denoises in.
+
+ARLON runs its DiT on the latent of a frozen 3-D VAE (OpenSora-1.2's, 4 channels, 4x8x8
+compression; reference §4). arvideo ships its own, small enough for CPU:
+- causal in time like the discrete tokenizer (first frame alone, then groups of
+  `temporal_compression` frames), so 17 frames -> 5 latent frames and long videos decode
+  segment by segment (see `causal_conv`);
+- KL-regularised (diagonal Gaussian posterior, standard-normal prior), so the latent stays smooth
+  enough for diffusion;
+- a per-channel shift/scale (`latent_shift`, `latent_scale`, measured after training with
+  `set_latent_stats`) maps raw latents to roughly unit variance for the DiT, like OpenSora's
+  per-channel normalisation.
+
+Videos are float [B, 3, T, H, W] in [-1, 1] (uint8 is accepted and converted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from arvideo.arlon.causal_conv import CausalDecoder, CausalEncoder, check_stack, check_video_shape
+from arvideo.arlon.pretrained import PretrainedModel
+from arvideo.errors import ArvideoError
+
+LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 early in training
+
+
+@dataclass
+class VAEConfig:
+    in_channels: int = 3
+    latent_channels: int = 4
+    channels: tuple[int, ...] = (16, 32, 64, 64)  # width per resolution stage; spatial compression 2**(len-1)
+    temporal_compression: int = 4                 # frames per latent frame after the first
+    num_res_blocks: int = 1                       # residual blocks per stage
+    norm_groups: int = 8
+    kl_weight: float = 1e-4                       # mean per-element KL weight, against the mean L1 recon
+    latent_shift: tuple[float, ...] | None = None  # per-channel mean of raw latents (None: 0)
+    latent_scale: tuple[float, ...] | None = None  # per-channel std of raw latents (None: 1)
+
+    def __post_init__(self) -> None:
+        check_stack(self.channels, self.temporal_compression, self.norm_groups, "VAEConfig")
+        for name in ("latent_shift", "latent_scale"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.latent_channels:
+                raise ArvideoError(f"VAEConfig.{name} needs {self.latent_channels} values, got {len(value)}")
+
+    @property
+    def spatial_compression(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+
+@dataclass
+class DiagonalGaussian:
+    """Posterior q(z|x) = N(mean, exp(logvar)), per element; shapes [B, C, T', H', W']."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def sample(self, generator: torch.Generator) -> torch.Tensor:
+        """Reparameterised sample; pass the generator that owns this run's randomness."""
+        m = self.mean
+        eps = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per element, same shape as `mean`."""
+        return 0.5 * (self.mean.square() + self.logvar.exp() - 1.0 - self.logvar)
+
+
+def to_float_video(video: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]; float input passes through unchanged."""
+    if video.dtype == torch.uint8:
+        return video.float() / 127.5 - 1.0
+    return video
+
+
+def vae_loss(video: torch.Tensor, recon: torch.Tensor, posterior: DiagonalGaussian,
+             kl_weight: float) -> dict[str, torch.Tensor]:
+    """Training objective from one forward's outputs: mean L1 reconstruction + kl_weight * mean KL.
+
+    A function of the outputs, not a method that runs the model, so a trainer calls the (possibly
+    DDP/FSDP-wrapped) model exactly once and then this.
+    """
+    rec = F.l1_loss(recon, to_float_video(video))
+    kl = posterior.kl().mean()
+    return {"loss": rec + kl_weight * kl, "recon": rec.detach(), "kl": kl.detach()}
+
+
+class VideoVAE(PretrainedModel):
+    """Causal KL video VAE: [B, 3, 1+tc*k, H, W] <-> [B, latent_channels, 1+k, H/sc, W/sc]."""
+
+    config_class = VAEConfig
+    model_type = "arlon_vae"
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = CausalEncoder(c.in_channels, 2 * c.latent_channels, c.channels, c.temporal_compression,
+                                     c.num_res_blocks, c.norm_groups)
+        self.decoder = CausalDecoder(c.latent_channels, c.in_channels, c.channels, c.temporal_compression,
+                                     c.num_res_blocks, c.norm_groups)
+
+    @property
+    def temporal_compression(self) -> int:
+        return self.config.temporal_compression
+
+    @property
+    def spatial_compression(self) -> int:
+        return self.config.spatial_compression
+
+    def latent_frames(self, n_frames: int) -> int:
+        return 1 + (n_frames - 1) // self.temporal_compression
+
+    def pixel_frames(self, n_latent: int) -> int:
+        return 1 + self.temporal_compression * (n_latent - 1)
+
+    def check_size(self, height: int, width: int) -> None:
+        check_video_shape(1, height, width, self.temporal_compression, self.spatial_compression, "video")
+
+    def encode(self, video: torch.Tensor) -> DiagonalGaussian:
+        """video [B, 3, T, H, W] -> posterior over raw latents [B, C, 1+(T-1)/tc, H/sc, W/sc]."""
+        _, _, t, h, w = video.shape
+        check_video_shape(t, h, w, self.temporal_compression, self.spatial_compression, "video")
+        mean, logvar = self.encoder(to_float_video(video)).chunk(2, dim=1)  # [B, C, T', H', W'] each
+        return DiagonalGaussian(mean, logvar.clamp(*LOGVAR_RANGE))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw latent [B, C, T', H', W'] -> video [B, 3, 1+tc*(T'-1), H'*sc, W'*sc], unclamped."""
+        return self.decoder(z)
+
+    def forward(self, video: torch.Tensor, generator: torch.Generator
+                ) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """Training pass: encode, draw a latent with `generator`, decode; returns (recon, posterior)."""
+        posterior = self.encode(video)
+        return self.decode(posterior.sample(generator)), posterior
+
+    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1, 1)
+        c = self.config
+        shift = torch.tensor(c.latent_shift or [0.0] * c.latent_channels, device=z.device, dtype=z.dtype)
+        scale = torch.tensor(c.latent_scale or [1.0] * c.latent_channels, device=z.device, dtype=z.dtype)
+        return shift.view(shape), scale.view(shape)
+
+    def scale_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw latent -> the roughly unit-variance latent the DiT and latent VQ-VAEs work on."""
+        shift, scale = self._stats(z)
+        return (z - shift) / scale
+
+    def unscale_latent(self, z: torch.Tensor) -> torch.Tensor:
+        shift, scale = self._stats(z)
+        return z * scale + shift
+
+    def set_latent_stats(self, z: torch.Tensor) -> None:
+        """Store per-channel mean/std of raw latents z [B, C, T', H', W'] in the config (saved with it)."""
+        flat = z.detach().transpose(0, 1).flatten(1).double()  # [C, N]
+        self.config.latent_shift = tuple(flat.mean(1).tolist())
+        self.config.latent_scale = tuple(flat.std(1).clamp_min(1e-6).tolist())

@@ -1,0 +1,86 @@
+"""`arvideo train lumos CONFIG` and `arvideo tokenize-data SRC_DIR OUT_DIR`.
+
+Examples (CPU-sized):
+    arvideo data shapes --out data/shapes -n 2000
+    arvideo tokenize-data data/shapes data/shapes-tok --tokenizer builtin:shapes --workers 2
+    arvideo train lumos configs/builtin-shapes.yaml             # --resume continues a killed run
+    torchrun --standalone --nproc-per-node 2 -m arvideo train lumos CONFIG   # parallel.mode: ddp or fsdp
+
+The config's `kind` picks the task (`lumos`, or `package.module:Class`); docs/training.md lists
+every config field.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from arvideo.cli.groups import command_group
+from arvideo.cli.tokenizer import _parse_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = command_group(subparsers, "train", help="train a model from a config file")
+    p = train.add_parser(
+        "lumos",
+        help="train an autoregressive video model (config kind: lumos, or a Task of your own) from CONFIG",
+        description="Train from a YAML config, on one process or under torchrun; see docs/training.md.",
+    )
+    p.add_argument("config", help="YAML run config (e.g. configs/builtin-shapes.yaml)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in the config's out_dir"
+    )
+    p.add_argument("--overwrite", action="store_true", help="start over even if out_dir already holds a run")
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser(
+        "tokenize-data",
+        help="pre-tokenize a captioned folder into training shards",
+        description="Encode every video/image listed in SRC_DIR/captions.csv and its caption into token "
+        "shards in OUT_DIR. Bad or too-short files are skipped and listed in OUT_DIR/report.json; "
+        "a rerun skips finished shards.",
+    )
+    p.add_argument(
+        "src", metavar="SRC_DIR", help="folder with captions.csv (header path,caption) and the files"
+    )
+    p.add_argument("out", metavar="OUT_DIR", help="shard folder to write (or to continue)")
+    p.add_argument("--tokenizer", default="builtin:shapes", help="video tokenizer: builtin:NAME or a folder")
+    p.add_argument(
+        "--text-tokenizer", default="builtin:shapes", help="caption tokenizer: builtin:NAME or a file"
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=17,
+        help="pixel frames kept per video, 1 + k*4 (shorter videos are skipped)",
+    )
+    p.add_argument(
+        "--size", default=None, help="resize and centre-crop frames to WIDTHxHEIGHT first, e.g. 64x64"
+    )
+    p.add_argument("--shard-size", type=int, default=256, help="items per shard (the unit of resumption)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--overwrite", action="store_true", help="discard OUT_DIR and start over")
+    p.set_defaults(func=run_tokenize_data)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from arvideo.train.trainer import run
+
+    run(args.config, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def run_tokenize_data(args: argparse.Namespace) -> int:
+    from arvideo.train.tokenize_data import tokenize_folder
+
+    tokenize_folder(
+        args.src,
+        args.out,
+        args.tokenizer,
+        args.text_tokenizer,
+        frames=args.frames,
+        size=_parse_size(args.size) if args.size else None,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    return 0

@@ -1,0 +1,149 @@
+"""Run ShapesBench on a folder of generated media and report.
+
+The folder holds one file per case, named by case id: `<id>.mp4` (or .webm/.gif/.png/.jpg).
+`evaluate` reads each with `arvideo.io.read_video`, scores it with `score_case` and returns
+a JSON-ready report: per case, per task and overall, every metric next to its chance level.
+`score_suite` does the same for media made on the fly (a pipeline), without files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from arvideo import __version__
+from arvideo.errors import ArvideoError
+from arvideo.eval import metrics
+from arvideo.eval.suite import Case, Suite, load_suite
+from arvideo.files import atomic_write
+from arvideo.io import read_video
+from arvideo.progress import progress
+
+MEDIA_SUFFIXES = (".mp4", ".webm", ".gif", ".png", ".jpg")
+_SHOWN = 5  # missing or ambiguous case files named in an error
+
+
+def find_media(media_dir: str | os.PathLike, cases: list[Case]) -> dict[str, Path]:
+    """Case id -> its media file; one error naming what is missing or ambiguous."""
+    media_dir = Path(media_dir)
+    if not media_dir.is_dir():
+        raise ArvideoError(
+            f"media folder {media_dir} does not exist; pass the folder holding <case id>.mp4 files"
+        )
+    found, missing, ambiguous = {}, [], []
+    for case in cases:
+        files = [
+            media_dir / f"{case.id}{s}" for s in MEDIA_SUFFIXES if (media_dir / f"{case.id}{s}").is_file()
+        ]
+        if not files:
+            missing.append(case.id)
+        elif len(files) > 1:
+            ambiguous.append(case.id)
+        else:
+            found[case.id] = files[0]
+    if missing:
+        raise ArvideoError(
+            f"{len(missing)} of {len(cases)} cases have no media in {media_dir} "
+            f"(e.g. {', '.join(missing[:_SHOWN])}); name files <case id>{'|'.join(MEDIA_SUFFIXES)}, "
+            f"or pass --subset to score the CI subset only"
+        )
+    if ambiguous:
+        raise ArvideoError(
+            f"{len(ambiguous)} cases have several media files in {media_dir} "
+            f"(e.g. {', '.join(ambiguous[:_SHOWN])}); keep one file per case"
+        )
+    return found
+
+
+def evaluate(media_dir: str | os.PathLike, suite: Suite | str = "v1", subset: bool = False) -> dict[str, Any]:
+    """Score every case's media file in `media_dir`; returns the report (see `metrics`)."""
+    suite = load_suite(suite) if isinstance(suite, str) else suite
+    files = find_media(media_dir, suite.select(subset))
+    report = score_suite(lambda case: read_video(files[case.id]).frames, suite, subset)
+    report["media_dir"] = str(media_dir)
+    for entry in report["cases"]:
+        entry["file"] = files[entry["id"]].name
+    return report
+
+
+def score_suite(
+    video_for: Callable[[Case], torch.Tensor | np.ndarray], suite: Suite | str = "v1", subset: bool = False
+) -> dict[str, Any]:
+    """Score media produced on the fly, no files: `video_for(case)` -> uint8 [T, H, W, 3].
+
+    E.g. `score_suite(lambda case: pipe(case.prompt, seed=0).frames)`; one video is held at a time.
+    """
+    suite = load_suite(suite) if isinstance(suite, str) else suite
+    cases = suite.select(subset)
+    entries = [metrics.score_case(case, video_for(case)) for case in progress(cases, desc="shapesbench")]
+    return report(entries, cases, suite.name, subset)
+
+
+def report(entries: list[dict[str, Any]], cases: list[Case], suite: str, subset: bool) -> dict[str, Any]:
+    """Assemble the report from the `score_case` entries of `cases`."""
+    summary = metrics.aggregate(entries, metrics.chance_levels(cases))
+    i2v = [e["first_frame"] for e in entries if "first_frame" in e]
+    return {
+        "benchmark": "shapesbench",
+        "suite": suite,
+        "subset": subset,
+        "media_dir": None,
+        "arvideo": __version__,
+        **summary,
+        "i2v_first_frame": {
+            "mean_psnr": _mean([min(f["psnr"], 99.0) for f in i2v]),
+            "mean_iou": _mean([f["iou"] for f in i2v]),
+        },
+        "thresholds": {
+            "still_fraction": metrics.STILL_FRACTION,
+            "smooth_scale": metrics.SMOOTH_SCALE,
+            "fidelity_iou": metrics.FIDELITY_IOU,
+            "fidelity_background": metrics.FIDELITY_BACKGROUND,
+        },
+        "cases": entries,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def write_report(report: dict[str, Any], path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the report as JSON, atomically."""
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
+    return Path(path)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table: metrics down, tasks across, chance in brackets."""
+    tasks = report["tasks"]
+    names = list(dict.fromkeys(m for t in tasks.values() for m in t["metrics"]))
+    header = ["metric"] + [f"{t} ({tasks[t]['cases']})" for t in tasks]
+    rows = [header]
+    for m in names:
+        cells = [m]
+        for t in tasks.values():
+            v = t["metrics"].get(m)
+            cells.append(f"{v['score']:6.1%} [{v['chance']:5.1%}]" if v else "")
+        rows.append(cells)
+    rows.append(["task score"] + [f"{t['score']:6.1%} [{t['chance']:5.1%}]" for t in tasks.values()])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    overall = report["overall"]
+    lines.append(
+        f"overall {overall['score']:.1%} (chance {overall['chance']:.1%}); [chance level] per metric"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Tokenizer training: config loading, a tiny run that learns, exact resume, the CLI, built-in quality."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from arvideo.errors import ArvideoError
+from arvideo.tokenizers import BUILTIN_DIR, load_tokenizer
+from arvideo.tokenizers.train import VideoTrainConfig, heldout_clips, load_train_config, train_from_config
+
+TINY = {
+    "model": {"channels": [8, 12], "levels": [5, 5, 5], "decoder_blocks": 1},
+    "size": 32,
+    "window": 5,
+    "batch_size": 2,
+    "warmup": 2,
+    "eval_clips": 2,
+    "eval_every": 0,
+    "log_every": 1,
+}
+
+
+def write_config(tmp_path, name="run", **fields):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({**TINY, "out": str(tmp_path / name), **fields}))  # JSON is valid YAML
+    return path
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 3\nstep_size: 2\n")
+    with pytest.raises(ArvideoError, match="unknown fields \\['step_size'\\]"):
+        load_train_config(bad)
+    bad.write_text("kind: diffusion\n")
+    with pytest.raises(ArvideoError, match="kind must be one of"):
+        load_train_config(bad)
+    with pytest.raises(ArvideoError, match="does not exist"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_resume_is_exact(tmp_path):
+    """4 steps in one go == 2 steps, stop, resume for 2 more: same weights bit for bit."""
+    straight = train_from_config(write_config(tmp_path, "straight", steps=4, checkpoint_every=2))
+    halves = write_config(tmp_path, "halves", steps=2, checkpoint_every=2)
+    train_from_config(halves)
+    with pytest.raises(ArvideoError, match="--resume"):
+        train_from_config(halves)
+    halves.write_text(json.dumps({**json.loads(halves.read_text()), "steps": 4}))
+    resumed = train_from_config(halves, resume=True)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = json.loads((tmp_path / "halves" / "metrics.json").read_text())
+    assert {"psnr", "fraction_used", "perplexity"} <= set(metrics)
+
+
+def test_training_reduces_the_loss(tmp_path, caplog):
+    caplog.set_level("INFO", logger="arvideo.tokenizers.train")
+    train_from_config(write_config(tmp_path, steps=30, lr=3e-3, checkpoint_every=100))
+    losses = [
+        float(r.getMessage().split(" loss ")[1].split()[0])
+        for r in caplog.records
+        if " loss " in r.getMessage()
+    ]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_cli_trains_the_caption_bpe(tmp_path):
+    from arvideo.cli import main
+
+    config = tmp_path / "bpe.yaml"
+    config.write_text(f"kind: bpe\nout: {tmp_path / 'bpe'}\nvocab_size: 300\nn_captions: 200\n")
+    assert main(["-q", "train", "tokenizer", str(config)]) == 0
+    tok = load_tokenizer  # noqa: F841  (video loader untouched)
+    from arvideo.tokenizers import load_text_tokenizer
+
+    text = load_text_tokenizer(tmp_path / "bpe" / "tokenizer.json")
+    assert text.vocab_size <= 300 and text.decode(text.encode("a red star")) == "a red star"
+    assert main(["-q", "train", "tokenizer", str(config)]) == 2  # exists; needs --overwrite
+    assert main(["-q", "train", "tokenizer", str(config), "--overwrite"]) == 0
+
+
+BUILTIN_PSNR_FLOOR = 30.0 - 1.0  # the README target minus a margin for the few clips tested here
+
+
+@pytest.mark.skipif(
+    not (BUILTIN_DIR / "tokenizer-shapes").is_dir(), reason="built-in tokenizer not trained yet"
+)
+def test_builtin_tokenizer_quality_floor():
+    from arvideo.tokenizers.train import evaluate_reconstruction
+
+    tok = load_tokenizer("builtin:shapes")
+    assert (tok.temporal_compression, tok.spatial_compression) == (4, 8)
+    metrics = evaluate_reconstruction(tok, heldout_clips(VideoTrainConfig(), n=8))
+    assert metrics["psnr"] >= BUILTIN_PSNR_FLOOR, metrics

@@ -1,0 +1,101 @@
+import json
+
+import pytest
+import torch
+
+from arvideo.errors import ArvideoError
+from arvideo.lumos.checkpoint import load_lumos
+from arvideo.lumos.sequence import IGNORE
+from arvideo.train.checkpoint import latest_checkpoint
+from arvideo.train.config import RunConfig, from_dict
+from arvideo.train.data import META_FILE, ShardDataset
+from arvideo.train.lumos_task import LumosTask, decoder_config, header_timing
+from arvideo.train.trainer import Trainer
+from train_toy import CODEBOOK, TEXT_VOCAB, make_shards
+
+META = {"tokenizer": "toy", "text_tokenizer": "toy", "codebook_size": CODEBOOK, "text_vocab_size": TEXT_VOCAB,
+        "temporal_compression": 4, "spatial_compression": 8, "frames": 9}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = make_shards(tmp_path_factory.mktemp("shards"), n_videos=16, n_images=8)
+    (folder / META_FILE).write_text(json.dumps(META))
+    return folder
+
+
+def config(out_dir, shards, **extra) -> RunConfig:
+    return from_dict(RunConfig, {
+        "kind": "lumos", "out_dir": str(out_dir), "steps": 6, "seed": 2, "model": "tiny",
+        "data": {"shards": str(shards), "batch_size": 4, "micro_batch_size": 2, "image_batch_size": 4,
+                 "image_micro_batch_size": 4, "bucket_window": 2},
+        "optim": {"lr": 3e-3, "warmup_steps": 1}, "checkpoint": {"every": 3}, "eval": {"every": 0},
+        "log": {"peak_flops": 1e10, "tensorboard": False}, **extra,
+    })  # fmt: skip
+
+
+def test_collate_masks_visual_codes_and_drops_captions(shards):
+    task = LumosTask(config("unused", shards))
+    vocab, ds = task.vocab, ShardDataset(shards)
+    items = [ds[0], ds[1], ds[20]]  # two videos and an image
+    task.options.text_drop = 0.0
+    batch = task.collate(items, torch.Generator().manual_seed(0))
+    ids, labels = batch["input_ids"], batch["labels"]
+    targets = vocab.is_visual(labels)  # the loss rows: visual codes whose label survived masking
+    assert (ids[targets] == vocab.mask).all()  # each of them is masked in the input ...
+    assert (labels[vocab.is_visual(ids)] == IGNORE).all()  # ... and every visible code is no target
+    per_item = targets.sum(1)
+    grids = [it.visual.size for it in items]
+    assert all(0.6 * g <= n <= g for n, g in zip(per_item.tolist(), grids, strict=True))  # ratio >= 0.7
+    assert ids[0, 0] == vocab.bos and ids[0, 1 : 1 + len(items[0].text)].tolist() == items[0].text.tolist()
+
+    task.options.text_drop = 1.0  # CFG: every sample trains unconditionally
+    dropped = task.collate(items, torch.Generator().manual_seed(0))["input_ids"]
+    assert (dropped[:, 0] == vocab.video_start).all()
+    assert batch["lengths"].tolist() == [len(it.text) + 2 + n for it, n in zip(
+        items, (dropped != vocab.pad).sum(1).tolist(), strict=True)]  # fmt: skip
+
+
+def test_lumos_training_resumes_exactly_and_saves_a_loadable_model(tmp_path, shards):
+    cfg = config(tmp_path / "full", shards)
+    trainer = Trainer(cfg, LumosTask(cfg))
+    full = trainer.train()
+    assert full[-1].loss < full[0].loss
+    assert {f"loss_frame{f}" for f in range(3)} <= full[0].metrics.keys() and full[0].mfu > 0
+
+    cfg = config(tmp_path / "split", shards)
+    head = Trainer(cfg, LumosTask(cfg)).train(until=3)
+    tail = Trainer(cfg, LumosTask(cfg), resume=True).train()
+    assert [s.loss for s in head + tail] == [s.loss for s in full]  # masks replay from the generator
+
+    # The checkpoint's model folder is the standard Lumos folder, and holds the trained weights.
+    folder = latest_checkpoint(tmp_path / "full" / "checkpoints")
+    model = load_lumos(folder)
+    ids = trainer.task.collate([trainer.dataset[0]], torch.Generator())["input_ids"]
+    torch.testing.assert_close(model(ids), trainer.model.decoder.eval()(ids))
+
+    # Fine-tuning from it: the architecture and the weights come from the folder, not `model:`.
+    cfg = config(tmp_path / "tune", shards, model="small", checkpoint={"init_from": str(folder)})
+    tuned = Trainer(cfg, LumosTask(cfg)).model.decoder
+    assert tuned.config.hidden_size == 64
+    torch.testing.assert_close(tuned.eval()(ids), model(ids))
+
+
+def test_model_config_errors_and_timing():
+    with pytest.raises(ArvideoError, match="unknown config key `model.hidden`; valid keys: preset, vocab"):
+        decoder_config({"preset": "tiny", "hidden": 3}, META)
+    with pytest.raises(ArvideoError, match="official vocabulary holds 64000 visual codes"):
+        decoder_config({"vocab": "official"}, META)
+    cfg = decoder_config({"preset": "tiny", "rope_kind": "1d"}, META)
+    assert cfg.rope_kind == "1d" and cfg.vocab.codebook_size == CODEBOOK and cfg.rope_strides == (4, 8, 8)
+    assert header_timing(5, 8.0, 4) == (2, 8)  # 17 frames at 8 fps
+    assert header_timing(7, 12.0, 4) == (2, 12)  # the reference's 2 s at 12 fps
+    assert header_timing(1, 30.0, 4) == (1, 1)  # images
