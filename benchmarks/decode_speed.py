@@ -4,7 +4,8 @@
 (b) KV-cached decoding vs recomputing the whole sequence at every step, and the time per frame as
     the video grows (with the cache it should stay flat: the slope is printed);
 (c) achieved FLOP/s of the parallel-decoding forward passes vs a matmul of the shape of the
-    model's largest GEMM ([rows of one forward, d] x [d, ffn]) timed in the same run.
+    model's largest GEMM ([rows of one forward, d] x [d, ffn]), repeated right after every forward
+    until it has done as many FLOPs, so that both see the same machine load.
 
 The model is the `small` training preset (the CPU-sized shapes model) with the compact vocabulary
 of the built-in tokenizers (512 text ids, 2,560 codes), generating 64x64 videos of 17 frames
@@ -50,8 +51,18 @@ def frame_times(model: LumosDecoder, n_frames: int, grid: int, config: SamplerCo
     return times
 
 
-def best_total(model, n_frames, grid, config, repeat) -> float:
-    return min(sum(frame_times(model, n_frames, grid, config)) for _ in range(repeat))
+def best_total(model, n_frames, grid, config, repeat) -> tuple[float, int, int]:
+    """Best time of `repeat` videos, and the forwards and token rows (batch x length) of one video."""
+    count = [0, 0]
+
+    def hook(_module, args) -> None:
+        count[0] += 1
+        count[1] += args[0].numel()
+
+    handle = model.register_forward_pre_hook(hook)
+    best = min(sum(frame_times(model, n_frames, grid, config)) for _ in range(repeat))
+    handle.remove()
+    return best, count[0] // repeat, count[1] // repeat
 
 
 def slope(ys: list[float]) -> float:
@@ -62,22 +73,21 @@ def slope(ys: list[float]) -> float:
 
 
 class ForwardMeter:
-    """Times every decoder forward and counts its FLOPs (matmuls: 2 per multiply-add)."""
+    """Times every decoder forward and counts its FLOPs (2 per multiply-add), and right after each
+    one times a matmul [rows of that forward, d] x [d, ffn]: both see the same machine load."""
 
     def __init__(self, model: LumosDecoder):
-        c = model.config
-        self.config = c
+        c = self.config = model.config
         self.per_token = 2 * (
             2 * c.hidden_size * c.num_attention_heads * c.head_dim  # q, o
             + 2 * c.hidden_size * c.num_key_value_heads * c.head_dim  # k, v
             + 3 * c.hidden_size * c.intermediate_size  # SwiGLU
         )
+        self.weight = torch.randn(c.hidden_size, c.intermediate_size)
         self.seconds = self.flops = self.attention_flops = 0.0
+        self.matmul_seconds = self.matmul_flops = 0.0
         self.calls, self.rows = 0, set()
-        self.handles = [
-            model.register_forward_pre_hook(self.start),
-            model.register_forward_hook(self.stop),
-        ]
+        self.handles = [model.register_forward_pre_hook(self.start), model.register_forward_hook(self.stop)]
 
     def start(self, _module, args) -> None:
         ids, cache = args[0], args[3] if len(args) > 3 else None
@@ -85,32 +95,29 @@ class ForwardMeter:
         k_len = q_len + (cache.length if cache is not None else 0)
         c = self.config
         attention = 2 * 2 * c.num_attention_heads * c.head_dim * q_len * k_len  # scores and values
-        self.flops += c.num_hidden_layers * batch * (self.per_token * q_len + attention)
+        self.last = c.num_hidden_layers * batch * (self.per_token * q_len + attention)
+        self.flops += self.last
         self.attention_flops += c.num_hidden_layers * batch * attention
         self.rows.add(batch * q_len)
         self.calls += 1
+        self.x = torch.randn(batch * q_len, c.hidden_size)
         self.t0 = time.perf_counter()
 
     def stop(self, *_args) -> None:
         self.seconds += time.perf_counter() - self.t0
+        # as many reference matmuls as the forward has FLOPs, so both last about as long and
+        # suffer the same preemptions on a busy machine
+        flops = 2 * self.x.shape[0] * self.weight.numel()
+        n = max(1, round(self.last / flops))
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.x @ self.weight
+        self.matmul_seconds += time.perf_counter() - t0
+        self.matmul_flops += n * flops
 
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
-
-
-def matmul_flops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """FLOP/s of a [m, k] x [k, n] fp32 matmul, best of repeated timings."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(10):
-        a @ b
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(20):
-            a @ b
-        best = min(best, (time.perf_counter() - t) / 20)
-    return 2 * m * k * n / best
 
 
 def main() -> None:
@@ -125,7 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="parallel decoding steps per frame")
     parser.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 runs one branch)")
     parser.add_argument("--long", type=int, default=14, help="latent frames for the growth curve (b)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement in (a), best kept")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing in (a), the best is kept")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)"
     )
@@ -138,26 +145,29 @@ def main() -> None:
     print(f"model: preset {args.preset}, d={c.hidden_size}, ffn={c.intermediate_size}, "
           f"{c.num_hidden_layers} layers, {c.num_attention_heads} heads / {c.num_key_value_heads} kv, "
           f"{n_params / 1e6:.1f}M params, vocab {c.vocab.size}; threads {args.threads}")  # fmt: skip
+    side = 8 * args.grid
     print(f"video: {args.frames} latent frames of {args.grid}x{args.grid} "
-          f"({1 + 4 * (args.frames - 1)} frames of {8 * args.grid}x{8 * args.grid}), cfg {args.cfg}")  # fmt: skip
+          f"({1 + 4 * (args.frames - 1)} frames of {side}x{side}), cfg {args.cfg}")  # fmt: skip
     parallel = SamplerConfig(steps=args.steps, cfg=args.cfg)
     frame_times(model, 2, args.grid, parallel)  # warm-up
 
-    # (a) parallel vs next-token decoding, and (c) the forward passes of the parallel runs
-    meter = ForwardMeter(model)
-    totals = [sum(frame_times(model, args.frames, args.grid, parallel)) for _ in range(args.repeat)]
-    meter.remove()
-    t_par = min(totals)
-    t_par50 = best_total(model, args.frames, args.grid, SamplerConfig(steps=50, cfg=args.cfg), 1)
-    t_ntp = best_total(model, args.frames, args.grid, SamplerConfig(cfg=args.cfg, decoding="next_token"), 1)
+    # (a) parallel vs next-token decoding
     n_codes = args.grid * args.grid
-    print("\n(a) parallel vs next-token decoding, whole video")
-    print(f"  parallel, {args.steps} steps/frame   {t_par:8.2f} s   {args.frames / t_par:6.2f} frames/s")
-    print(f"  parallel, 50 steps/frame   {t_par50:8.2f} s   {args.frames / t_par50:6.2f} frames/s")
-    print(f"  next-token, {n_codes} fwd/frame  {t_ntp:8.2f} s   {args.frames / t_ntp:6.2f} frames/s")
-    print(
-        f"  speed-up of parallel ({args.steps} steps): {t_ntp / t_par:.2f}x; with 50 steps: {t_ntp / t_par50:.2f}x"
-    )
+    runs = {
+        f"parallel, {args.steps} steps/frame": parallel,
+        "parallel, 50 steps/frame": SamplerConfig(steps=50, cfg=args.cfg),
+        f"next-token, {n_codes} fwd/frame": SamplerConfig(cfg=args.cfg, decoding="next_token"),
+    }
+    print(f"\n(a) parallel vs next-token decoding, whole video (best of {args.repeat} runs)")
+    print(f"  {'':28s} {'seconds':>8s} {'frames/s':>9s} {'forwards':>9s} {'token rows':>11s}")
+    times = {}
+    for name, config in runs.items():
+        t, calls, rows = best_total(model, args.frames, args.grid, config, args.repeat)
+        times[name] = t
+        print(f"  {name:28s} {t:8.2f} {args.frames / t:9.2f} {calls:9d} {rows:11d}")
+    t_par, t_par50, t_ntp = times.values()
+    print(f"  next-token / parallel: {t_ntp / t_par:.2f}x with {args.steps} steps, "
+          f"{t_ntp / t_par50:.2f}x with 50 steps")  # fmt: skip
 
     # (b) KV cache vs recomputation, as the video grows
     cached = frame_times(model, args.long, args.grid, parallel)
@@ -175,19 +185,37 @@ def main() -> None:
     print(f"  whole video: recompute / cached = {sum(recomputed) / sum(cached):.2f}x; "
           f"last frame: {recomputed[-1] / cached[-1]:.2f}x")  # fmt: skip
 
-    # (c) FLOP/s of the parallel forwards vs a matmul of the largest GEMM's shape
-    rows = max(meter.rows)
+    # (c) FLOP/s of the parallel forwards vs the matmul timed after each of them
+    meter = ForwardMeter(model)
+    total = sum(frame_times(model, args.frames, args.grid, parallel)) - meter.matmul_seconds
+    meter.remove()
     achieved = meter.flops / meter.seconds
-    reference = matmul_flops(rows, c.hidden_size, c.intermediate_size)
+    reference = meter.matmul_flops / meter.matmul_seconds
     print("\n(c) FLOP/s of the parallel-decoding forward passes")
-    print(f"  forwards: {meter.calls}, {meter.seconds:.2f} s, {meter.flops / 1e9:.1f} GFLOP "
-          f"({100 * meter.attention_flops / meter.flops:.0f}% attention)")  # fmt: skip
+    share = 100 * meter.attention_flops / meter.flops
+    print(f"  forwards: {meter.calls}, {meter.seconds:.2f} s of {total:.2f} s decoding, "
+          f"{meter.flops / 1e9:.1f} GFLOP ({share:.0f}% attention); rows {sorted(meter.rows)}")  # fmt: skip
     print(f"  achieved {achieved / 1e9:6.1f} GFLOP/s")
-    print(
-        f"  matmul [{rows}, {c.hidden_size}] x [{c.hidden_size}, {c.intermediate_size}]: {reference / 1e9:6.1f} GFLOP/s"
-    )
+    shape = f"[rows, {c.hidden_size}] x [{c.hidden_size}, {c.intermediate_size}]"
+    print(f"  matmul {shape}, as many FLOPs after each forward: {reference / 1e9:6.1f} GFLOP/s")
     print(f"  ratio {100 * achieved / reference:.0f}% (target >= 50%)")
-    print(f"  share of decoding time spent in forwards: {100 * meter.seconds / sum(totals):.0f}%")
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in op_shares(model, args, parallel).items())
+    print(f"  operator time of one decoded video (torch profiler): {shares}")
+
+
+def op_shares(model: LumosDecoder, args: argparse.Namespace, config: SamplerConfig) -> dict[str, float]:
+    """Share of operator time by kind in one profiled video."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        frame_times(model, args.frames, args.grid, config)
+    kinds = {"matmuls": ("aten::mm", "aten::addmm", "aten::bmm"), "attention": ("aten::_scaled_dot_product",)}
+    totals = dict.fromkeys([*kinds, "other ops"], 0.0)
+    for event in prof.key_averages():
+        kind = next((k for k, names in kinds.items() if event.key.startswith(names)), "other ops")
+        totals[kind] += event.self_cpu_time_total
+    whole = sum(totals.values())
+    return {k: v / whole for k, v in totals.items()}
 
 
 if __name__ == "__main__":

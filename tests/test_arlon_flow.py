@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from arlon_testing import one_thread  # noqa: F401  (autouse fixture)
 from arvideo.arlon.flow import (
     FlowLossConfig,
     FlowMatchEulerScheduler,

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arlon_testing import one_thread  # noqa: F401  (autouse fixture)
 from arvideo.arlon.latent_vq import (
     LatentVQ,
     LatentVQConfig,

@@ -14,6 +14,8 @@ def test_version_flag(capsys):
 
 
 def test_unknown_command_exits_nonzero():
-    proc = subprocess.run([sys.executable, "-m", "arvideo", "no-such-command"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "arvideo", "no-such-command"], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert "invalid choice" in proc.stderr

@@ -70,3 +70,16 @@ def test_bad_levels_and_ids_are_refused():
         FSQ((8, 1))
     with pytest.raises(ValueError, match="64000"):
         FSQ(COSMOS).ids_to_codes(torch.tensor([64_000]))
+
+
+def test_saturation_penalty_only_acts_where_tanh_is_flat():
+    fsq = FSQ((8, 5))
+    inside = torch.tensor([[1.5, -1.9], [-1.5, 1.9]])  # every level is reachable in here
+    assert fsq.saturation(inside) == 0
+    far = torch.tensor([[4.0, -4.0]], requires_grad=True)
+    penalty = fsq.saturation(far)
+    penalty.backward()
+    assert penalty > 0 and far.grad[0, 0] > 0 and far.grad[0, 1] < 0  # descent pulls both back inwards
+    # the extreme levels are reached well inside the limit
+    q = fsq.ids_to_levels(fsq(torch.tensor([[1.5, 1.0], [-1.5, -1.0]]))[1])
+    assert q.tolist() == [[7, 4], [0, 0]]

@@ -146,3 +146,25 @@ def test_chunked_visual_loss_equals_full_logits_loss():
     for f in range(4):
         assert counts[f] == (frame == f).sum()
         torch.testing.assert_close(sums[f], ref.detach()[frame == f].sum())
+
+
+def test_loss_with_bf16_hidden_and_fp32_head():
+    """Mixed precision (autocast): products in bf16, softmax in fp32, gradients in each input's dtype."""
+    model = tiny_decoder()
+    g = torch.Generator().manual_seed(5)
+    ids, labels = _sample(g)
+    m = ardf_mask(ids, labels, COMPACT, g)
+    hidden = torch.randn(*ids.shape, 64, generator=g).bfloat16().requires_grad_()
+    out = visual_loss(model, hidden, m.input_ids, m.labels, chunk=5)
+    out.loss.backward()
+    assert hidden.grad.dtype == torch.bfloat16 and model.head.weight.grad.dtype == torch.float32
+    rows = m.labels >= COMPACT.visual_offset
+    logits = (hidden[rows] @ model.visual_head_weight.bfloat16().T).float()
+    ref = F.cross_entropy(logits, m.labels[rows] - COMPACT.visual_offset)
+    torch.testing.assert_close(out.loss, ref, atol=1e-5, rtol=1e-5)
+    model.zero_grad()
+    model.bfloat16()  # a bf16 head takes the fp32-accumulate-then-cast path
+    visual_loss(model, hidden.detach().requires_grad_(), m.input_ids, m.labels, chunk=5).loss.backward()
+    off = COMPACT.visual_offset
+    grad = model.head.weight.grad
+    assert grad.dtype == torch.bfloat16 and grad[:off].abs().sum() == 0 and grad[off:].abs().sum() > 0

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lumos_util import COMPACT, batch, random_sequence, tiny_decoder
+from arvideo.errors import ArvideoError
+from lumos_util import COMPACT, batch, random_sequence, tiny_config, tiny_decoder
 
 VARIANTS = [
     dict(),
@@ -118,3 +119,12 @@ def test_init_scheme():
     )
     assert abs(model.head.weight.std().item() - 0.02) < 1e-3
     assert (model.layers[0].attn.q_norm.weight == 1).all() and (model.layers[0].attn.q_norm.bias == 0).all()
+
+
+def test_config_errors_say_what_is_wrong():
+    with pytest.raises(ArvideoError, match="rope_kind must be one of"):
+        tiny_config(rope_kind="2d")
+    with pytest.raises(ArvideoError, match="needs head_dim % 32 == 0"):
+        tiny_config(hidden_size=48, num_attention_heads=2)
+    with pytest.raises(ArvideoError, match="not divisible by num_key_value_heads"):
+        tiny_config(num_attention_heads=4, num_key_value_heads=3, hidden_size=128)

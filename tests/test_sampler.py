@@ -27,15 +27,6 @@ OFFICIAL = Vocab.official()
 TEXT = [3, 1, 4, 1, 5]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny forwards on shared busy cores: thread hand-offs cost more than the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(model, size=(3, 4, 4), seed=0, given=None, **config) -> tuple[torch.Tensor, list[Step]]:
     steps: list[Step] = []
     codes = generate(

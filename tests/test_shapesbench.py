@@ -22,7 +22,7 @@ from arvideo.eval import (
     score_suite,
 )
 from arvideo.eval.detector import _hull_area, components, detect
-from arvideo.eval.metrics import METRICS, _metric_values
+from arvideo.eval.metrics import METRICS, _metric_values, classify_motion, smoothness
 from arvideo.eval.suite import build_suite, suite_json, suite_path
 from arvideo.eval.validation import degrade, media_source
 from arvideo.io import write_video
@@ -30,7 +30,7 @@ from arvideo.io import write_video
 ACCURACY = ("colour", "shape", "size", "position", "background", "motion", "persistence", "fidelity")
 PROMPT_BOUND = ("colour", "shape", "size", "position", "background", "motion", "fidelity")
 # Broken media must not beat a random guesser by more than this (pooled over the subset's
-# 36 cases / ~45 objects; measured over seeds 0-4 the worst excess is 0.16, on size).
+# 36 cases / ~45 objects; over seeds 0-4 the worst excess measured is 0.17, shuffled motion).
 CHANCE_BAND = 0.2
 
 
@@ -89,7 +89,9 @@ def test_detector_survives_blur_and_noise(condition):
             assert len(dets) == 1, (shape, size, colour, background)
             total += 1
             for attr in right:
-                right[attr] += getattr(dets[0], attr) == {"shape": shape, "colour": colour, "size": size}[attr]
+                right[attr] += (
+                    getattr(dets[0], attr) == {"shape": shape, "colour": colour, "size": size}[attr]
+                )
     assert right["colour"] == right["size"] == total
     assert right["shape"] >= 0.95 * total, right
 
@@ -136,16 +138,21 @@ def test_hull_area_of_pixel_sets():
 
 
 def test_suite_file_is_what_the_builder_makes(suite):
+    """The checked-in cases are the builder's (prompts aside: they come from the world's caption
+    templates, which may evolve; a frozen suite keeps its prompts), and the file round-trips."""
     built = build_suite("v1")
-    assert built == suite
-    assert suite_json(built) == suite_path("v1").read_text()
+    assert [(c.id, c.task, c.spec) for c in built.cases] == [(c.id, c.task, c.spec) for c in suite.cases]
+    assert built.subset_ids == suite.subset_ids
+    assert suite_json(suite) == suite_path("v1").read_text()
 
 
 def test_suite_contents(suite, subset):
     by_task = {t: [c for c in suite.cases if c.task == t] for t in ("t2i", "t2v", "i2v")}
     assert {t: len(c) for t, c in by_task.items()} == {"t2i": 48, "t2v": 64, "i2v": 32}
     assert len(subset) == 36 and all(int(c.id[-3:]) % 4 == 0 for c in subset)
-    combos = {(c.spec.objects[0].shape, c.spec.objects[0].colour, c.spec.objects[0].size) for c in by_task["t2i"]}
+    combos = {
+        (c.spec.objects[0].shape, c.spec.objects[0].colour, c.spec.objects[0].size) for c in by_task["t2i"]
+    }
     assert len(combos) == 48  # every (shape, colour, size) once
     assert {c.expected()["objects"][0]["position"] for c in by_task["t2i"]} == set(shapes.POSITIONS)
     for task in ("t2v", "i2v"):
@@ -153,8 +160,9 @@ def test_suite_contents(suite, subset):
         assert {o.motion for c in by_task[task] for o in c.spec.objects} == set(shapes.MOTIONS)
     for case in suite.cases:
         shapes.check_spec(case.spec)
-        parsed = shapes.parse_prompt(case.prompt)
-        assert [o.shape for o in parsed.objects] == [o.shape for o in case.spec.objects]
+        parsed = shapes.parse_prompt(case.prompt)  # the prompt asks for exactly the expected attributes
+        read = [{k: v for k, v in vars(o).items() if v is not None} for o in parsed.objects]
+        assert (parsed.background, read) == tuple(case.expected().values()), case.prompt
     case = by_task["i2v"][0]
     assert torch.equal(first_frame(case), shapes.render(case.spec)[0][0])
 
@@ -186,7 +194,7 @@ def test_ground_truth_scores_near_perfect_after_mp4_round_trip(tmp_path, suite):
     report = evaluate(truth, suite, subset=True)
     for task in report["tasks"].values():
         for metric, value in task["metrics"].items():
-            floor = 0.8 if metric == "smoothness" else 0.95
+            floor = 0.9 if metric == "smoothness" else 0.95
             assert value["score"] >= floor, (metric, value)
     assert report["overall"]["score"] >= 0.95
     assert report["overall"]["chance"] < 0.3
@@ -225,6 +233,17 @@ def test_wrong_prompt_media_scores_at_chance(suite, subset):
         assert _pooled(report, metric) <= chance[metric] + CHANCE_BAND, metric
     # persistence and smoothness ignore the prompt by design: a clean clip keeps them high
     assert _pooled(report, "persistence") >= 0.75
+
+
+def test_motion_reads_every_direction_and_ignores_jitter():
+    rng = np.random.default_rng(0)
+    t = np.arange(17, dtype=np.float64)
+    for motion, (dx, dy) in shapes.MOTION_VECTORS.items():
+        path = 32 + np.outer(t - 8, [dx, dy]) * 1.4 + rng.normal(0, 0.5, (17, 2))  # [T, 2]
+        assert classify_motion(path, t, 17, 64) == motion
+        assert classify_motion(path[2:], t[2:], 17, 64) == motion  # frames missing at the start
+    assert smoothness(32 + np.outer(t, [1.4, 0]), t, 64) == pytest.approx(1.0)  # uniform motion
+    assert smoothness(rng.uniform(0, 64, (17, 2)), t, 64) == 0.0  # a jumping object
 
 
 def test_fidelity_needs_the_given_first_frame(suite):
@@ -275,7 +294,11 @@ def test_cli_render_truth_then_score(tmp_path, capsys):
     assert "overall" in capsys.readouterr().out
     data = json.loads(report.read_text())
     assert data["suite"] == "v1" and data["subset"] and len(data["cases"]) == 36
-    assert data["tasks"]["t2v"]["metrics"]["motion"] == {"score": 1.0, "chance": pytest.approx(1 / 9), "n": 20}
+    assert data["tasks"]["t2v"]["metrics"]["motion"] == {
+        "score": 1.0,
+        "chance": pytest.approx(1 / 9),
+        "n": 20,
+    }
     assert main(args) == 2  # the report exists: refused without --overwrite
     assert "already exists" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0

@@ -81,3 +81,21 @@ def test_text_tokenizer_errors(tmp_path):
         load_text_tokenizer(tmp_path / "tokenizer.json")
     with pytest.raises(ArvideoError, match="vocab_size must be"):
         train_bpe(["a b"], vocab_size=100)
+
+
+def test_builtin_bpe_is_reproduced_by_its_config(tmp_path):
+    """`arvideo train configs/text-shapes.yaml` makes exactly the shipped tokenizer.json."""
+    from pathlib import Path
+
+    from arvideo.tokenizers import BUILTIN_DIR
+    from arvideo.tokenizers.train import load_train_config, train_from_config
+
+    config_path = Path(__file__).resolve().parents[1] / "configs" / "text-shapes.yaml"
+    if not config_path.is_file():
+        pytest.skip("configs/text-shapes.yaml is not part of this checkout")
+    cfg = load_train_config(config_path)
+    (tmp_path / "c.json").write_text(json.dumps({**vars(cfg), "out": str(tmp_path / "bpe")}))
+    made = train_from_config(tmp_path / "c.json")
+    assert made.read_text() == (BUILTIN_DIR / "text-shapes" / "tokenizer.json").read_text()
+    builtin = load_text_tokenizer("builtin:shapes")
+    assert builtin.bos_id == 0 and builtin.vocab_size <= 512

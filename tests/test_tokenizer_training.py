@@ -7,11 +7,11 @@ import torch
 from safetensors.torch import load_file
 
 from arvideo.errors import ArvideoError
-from arvideo.tokenizers import BUILTIN_DIR, load_tokenizer
+from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer, load_tokenizer
 from arvideo.tokenizers.train import VideoTrainConfig, heldout_clips, load_train_config, train_from_config
 
 TINY = {
-    "model": {"channels": [8, 12], "levels": [5, 5, 5], "decoder_blocks": 1},
+    "model": {"patch_size": 4, "channels": [8, 12], "levels": [5, 5, 5], "decoder_blocks": 1},
     "size": 32,
     "window": 5,
     "batch_size": 2,
@@ -72,14 +72,11 @@ def test_cli_trains_the_caption_bpe(tmp_path):
 
     config = tmp_path / "bpe.yaml"
     config.write_text(f"kind: bpe\nout: {tmp_path / 'bpe'}\nvocab_size: 300\nn_captions: 200\n")
-    assert main(["-q", "train", "tokenizer", str(config)]) == 0
-    tok = load_tokenizer  # noqa: F841  (video loader untouched)
-    from arvideo.tokenizers import load_text_tokenizer
-
+    assert main(["-q", "train", str(config)]) == 0
     text = load_text_tokenizer(tmp_path / "bpe" / "tokenizer.json")
     assert text.vocab_size <= 300 and text.decode(text.encode("a red star")) == "a red star"
-    assert main(["-q", "train", "tokenizer", str(config)]) == 2  # exists; needs --overwrite
-    assert main(["-q", "train", "tokenizer", str(config), "--overwrite"]) == 0
+    assert main(["-q", "train", str(config)]) == 2  # exists; needs --overwrite
+    assert main(["-q", "train", str(config), "--overwrite"]) == 0
 
 
 BUILTIN_PSNR_FLOOR = 30.0 - 1.0  # the README target minus a margin for the few clips tested here

@@ -64,7 +64,6 @@ def torchrun(config: Path, *flags: str) -> None:
         "-m",
         "arvideo",
         "train",
-        "lumos",
         str(config),
         *flags,
     ]
@@ -73,7 +72,6 @@ def torchrun(config: Path, *flags: str) -> None:
 
 
 def test_ddp_and_fsdp_match_one_process(tmp_path):
-    torch.set_num_threads(1)
     shards = make_shards(tmp_path / "shards", n_videos=16, n_images=8)
     single_cfg = load_config(write_config(tmp_path / "single.yaml", tmp_path / "single", shards, "single"))
     trainer = Trainer(single_cfg, ToyTask(single_cfg))  # micro-batches of 2, accumulation 2

@@ -17,14 +17,6 @@ META = {"tokenizer": "toy", "text_tokenizer": "toy", "codebook_size": CODEBOOK, 
         "temporal_compression": 4, "spatial_compression": 8, "frames": 9}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     folder = make_shards(tmp_path_factory.mktemp("shards"), n_videos=16, n_images=8)
@@ -99,3 +91,31 @@ def test_model_config_errors_and_timing():
     assert header_timing(5, 8.0, 4) == (2, 8)  # 17 frames at 8 fps
     assert header_timing(7, 12.0, 4) == (2, 12)  # the reference's 2 s at 12 fps
     assert header_timing(1, 30.0, 4) == (1, 1)  # images
+
+
+def test_eval_decoder_is_the_model_in_training_or_a_gathered_copy_under_fsdp(tmp_path, shards):
+    """ShapesBench generates with the weights being trained: the decoder itself (single, DDP), or
+    under FSDP2 (sharded weights, activation checkpointing) a plain copy gathered on rank 0."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from arvideo.train.parallelize import apply_activation_checkpointing
+
+    task = LumosTask(config(tmp_path, shards))
+    model = task.build_model()
+    assert task.eval_decoder(model) is model.decoder
+    ids = task.collate([ShardDataset(shards)[0]], torch.Generator().manual_seed(0))["input_ids"]
+    expected = model.decoder.eval()(ids)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        for block in apply_activation_checkpointing(model, task.blocks(model)):
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        decoder = task.eval_decoder(model)
+    finally:
+        dist.destroy_process_group()
+    assert type(decoder) is type(model.decoder) and decoder is not model.decoder
+    torch.testing.assert_close(decoder.eval()(ids), expected)

@@ -19,15 +19,6 @@ from arvideo.train.trainer import Trainer
 from train_toy import ToyTask, make_shards
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny ops on a shared 2-core machine: a second OpenMP thread only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("shards"), n_videos=24, n_images=12)
@@ -186,7 +177,7 @@ def test_bf16_autocast_tracks_fp32(tmp_path, shards):
 
 @pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume(tmp_path, shards):
-    """A real `arvideo train lumos` process, checkpointing every step, is SIGKILLed mid-run."""
+    """A real `arvideo train` process, checkpointing every step, is SIGKILLed mid-run."""
     cfg = make_config(tmp_path / "run", shards, steps=60, checkpoint__every=1, checkpoint__keep=2)
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(to_dict(cfg)))
@@ -195,7 +186,7 @@ def test_sigkill_at_any_moment_then_resume(tmp_path, shards):
         "OMP_NUM_THREADS": "1",  # the same kernels as this process (one thread), so losses match exactly
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "arvideo", "-q", "train", "lumos", str(config_path)]
+    cmd = [sys.executable, "-m", "arvideo", "-q", "train", str(config_path)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     root = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 120

@@ -33,7 +33,9 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False
+) -> Iterator[T]:
     """Iterate with a progress bar when progress is enabled, plainly otherwise."""
     if not progress_enabled():
         yield from iterable

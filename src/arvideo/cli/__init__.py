@@ -25,6 +25,7 @@ AREAS: list[str] = [
     "arvideo.cli.tokenizer",
     "arvideo.cli.train",
     "arvideo.cli.generate",
+    "arvideo.cli.long",
     "arvideo.cli.eval",
 ]
 

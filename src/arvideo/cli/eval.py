@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = benches.add_parser(
         "shapesbench",
         help="score a folder of media named by case id against the prompt suite",
-        description="Score MEDIA_DIR/<case id>.mp4|.webm|.gif|.png|.jpg; print a table, optionally write JSON.",
+        description="Score MEDIA_DIR/<case id>.mp4|.webm|.gif|.png|.jpg; print a table and "
+        "optionally write a JSON report.",
     )
     p.add_argument("media_dir", metavar="MEDIA_DIR", help="folder with one file per case, named by case id")
     _suite_args(p)

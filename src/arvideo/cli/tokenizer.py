@@ -1,8 +1,8 @@
-"""`arvideo train tokenizer`, `arvideo tokenize`, `arvideo detokenize`.
+"""`arvideo tokenize`, `arvideo detokenize` (training a tokenizer is `arvideo train CONFIG`).
 
 Examples (CPU-sized):
-    arvideo train tokenizer configs/tokenizer-shapes.yaml        # ~35 min on 1 core; --resume to continue
-    arvideo train tokenizer configs/text-shapes.yaml             # caption BPE, seconds
+    arvideo train configs/tokenizer-shapes.yaml                  # ~35 min on 1 core; --resume to continue
+    arvideo train configs/text-shapes.yaml                       # caption BPE, seconds
     arvideo tokenize clip.mp4 --tokenizer builtin:shapes --out clip.ids.safetensors
     arvideo detokenize clip.ids.safetensors --out back.mp4
     arvideo tokenize big.mp4 --size 64x64                        # resize + centre-crop first
@@ -14,26 +14,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.groups import command_group
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = command_group(subparsers, "train", help="train a model from a config file")
-    p = train.add_parser(
-        "tokenizer",
-        help="train a video tokenizer (kind: video) or a caption BPE (kind: bpe) from CONFIG",
-        description="Train from a YAML/JSON config; see arvideo.tokenizers.train for every field.",
-    )
-    p.add_argument("config", help="YAML or JSON config file (e.g. configs/tokenizer-shapes.yaml)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in the config's `out` from its checkpoint"
-    )
-    p.add_argument("--overwrite", action="store_true", help="start over even if `out` already holds a run")
-    p.set_defaults(func=run_train)
-
     p = subparsers.add_parser(
         "tokenize",
         help="turn a video or image into visual token ids",
@@ -68,14 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run_detokenize)
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from arvideo.tokenizers.train import train_from_config
-
-    out = train_from_config(args.config, resume=args.resume, overwrite=args.overwrite)
-    logger.info("wrote %s", out)
-    return 0
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -1,35 +1,38 @@
-"""`arvideo train lumos CONFIG` and `arvideo tokenize-data SRC_DIR OUT_DIR`.
+"""`arvideo train CONFIG` and `arvideo tokenize-data SRC_DIR OUT_DIR`.
 
 Examples (CPU-sized):
     arvideo data shapes --out data/shapes -n 2000
     arvideo tokenize-data data/shapes data/shapes-tok --tokenizer builtin:shapes --workers 2
-    arvideo train lumos configs/builtin-shapes.yaml             # --resume continues a killed run
-    torchrun --standalone --nproc-per-node 2 -m arvideo train lumos CONFIG   # parallel.mode: ddp or fsdp
+    arvideo train configs/builtin-shapes.yaml             # --resume continues a killed run
+    arvideo train configs/tokenizer-shapes.yaml           # the video tokenizer (kind: video)
+    torchrun --standalone --nproc-per-node 2 -m arvideo train CONFIG   # parallel.mode: ddp or fsdp
 
-The config's `kind` picks the task (`lumos`, or `package.module:Class`); docs/training.md lists
-every config field.
+The config's `kind` says what is trained (`lumos`, `video`, `bpe`, or `package.module:Class`;
+the table is `arvideo.train.kinds.KINDS`); docs/training.md lists every config field.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from arvideo.cli.groups import command_group
 from arvideo.cli.tokenizer import _parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = command_group(subparsers, "train", help="train a model from a config file")
-    p = train.add_parser(
-        "lumos",
-        help="train an autoregressive video model (config kind: lumos, or a Task of your own) from CONFIG",
-        description="Train from a YAML config, on one process or under torchrun; see docs/training.md.",
+    p = subparsers.add_parser(
+        "train",
+        help="train what a config file describes (its `kind:`: lumos, video, bpe, ...)",
+        description="Train from a YAML config whose `kind:` says what: lumos (a Lumos-1 model, also under "
+        "torchrun), video (the video tokenizer), bpe (the caption tokenizer), or package.module:Class "
+        "(a Task of your own). See docs/training.md.",
     )
     p.add_argument("config", help="YAML run config (e.g. configs/builtin-shapes.yaml)")
     p.add_argument(
-        "--resume", action="store_true", help="continue from the newest checkpoint in the config's out_dir"
+        "--resume", action="store_true", help="continue from the newest checkpoint of the run in the config"
     )
-    p.add_argument("--overwrite", action="store_true", help="start over even if out_dir already holds a run")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start over even if the config's run folder holds a run"
+    )
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(
@@ -63,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from arvideo.train.trainer import run
+    from arvideo.train.kinds import train
 
-    run(args.config, resume=args.resume, overwrite=args.overwrite)
+    train(args.config, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 

@@ -17,18 +17,21 @@ Everything is measured, nothing is learned:
 4. **Connected components** (8-neighbour) of equal labels, for all frames at once; specks (below
    MIN_AREA of the frame, or without one interior pixel) are dropped.
 5. **Moments of the soft object.** Around each component (FRINGE pixels out), every pixel
-   counts with its alpha for the component's colour (above MIN_ALPHA, on the colour's line, not
-   part of another object). Blur moves mass but does not create or destroy it, so the mass,
-   the centroid and the complex moments c_n = sum alpha (z - centroid)^n are unchanged by any
-   rotationally symmetric blur. Normalised, |c_n| / mass^(n/2 + 1) measures n-fold symmetry:
-   a triangle has c_3, a square c_4, a five-pointed star c_5, a circle none of them.
+   counts with its alpha for the component's colour (fringe pixels if above MIN_ALPHA and three
+   sigmas of the background's noise, near the colour's segment, and not part of another
+   object; alphas within three sigmas of 1 count as 1). Blur moves
+   mass but neither creates nor destroys it, so the mass, the centroid and the complex moments
+   c_n = sum alpha (z - centroid)^n are unchanged by any rotationally symmetric blur.
+   Normalised, |c_n| / mass^(n/2 + 1) measures n-fold symmetry: a triangle has c_3, a square
+   c_4, a five-pointed star c_5, a circle none of them.
 6. **Shape**: the nearest reference over those three symmetry signatures plus three descriptors
    of the hard mask (fill ratio of its box, solidity = area / convex-hull area, centroid height
    in the box), each in units of how far it drifts under blur, noise and H.264 (SHAPE_SCALE).
    The signatures survive blur (a small star whose points a codec smeared keeps its c_5); the
    mask descriptors survive noise, which the signatures' fringe pixels pick up.
-7. **Size** from the mass through the shape's area per half-extent squared (SHAPE_AREA), split
-   at the geometric mean of the world's half-extents (64 px: 6.4 and 11.5 px, split at 8.6 px).
+7. **Size** from the hard mask's area (alpha > 0.5 keeps a blurred object's true area) through
+   the shape's area per half-extent squared (SHAPE_AREA), split at the geometric mean of the
+   world's half-extents (64 px: 6.4 and 11.5 px, split at 8.6 px).
 
 Coordinates follow `arvideo.data.shapes`: pixels, x right, y down, pixel i covers [i, i + 1).
 """
@@ -55,18 +58,20 @@ BORDER = 2  # pixels of each edge used to estimate the background
 MIN_AREA = 0.004  # smallest object, as a fraction of the frame (64x64: 16 px; a small star is ~50)
 
 FRINGE = 2  # pixels around a component whose partial alpha belongs to it (blur spreads mass)
-MIN_ALPHA = 0.2  # fringe pixels below this are background noise, not spread mass
+MIN_ALPHA = 0.2  # fringe pixels below this are background noise, not spread mass ...
+NOISE_SIGMAS = 3.0  # ... and so are those within this many background noise sigmas of it
 
-# Reference features per shape, measured on the world's renders at both sizes, sharp and blurred:
-# symmetry signatures |c_3|, |c_4|, |c_5| (see above), then fill, solidity, centroid height.
+# Reference features per shape: symmetry signatures |c_3|, |c_4|, |c_5| (see above), then fill,
+# solidity and centroid height; means over the world's renders at both sizes, on every background,
+# sharp and blurred (Gaussian sigma <= 1 px at 64x64), with and without noise (sigma 10).
 SHAPE_FEATURES: dict[str, tuple[float, ...]] = {
     "circle": (0.0, 0.0, 0.0, 0.79, 0.94, 0.50),
-    "square": (0.0, 0.0166, 0.0, 1.00, 1.00, 0.50),
-    "triangle": (0.068, 0.002, 0.011, 0.55, 0.91, 0.65),
-    "star": (0.010, 0.004, 0.036, 0.45, 0.61, 0.54),
+    "square": (0.0, 0.016, 0.0, 1.00, 1.00, 0.50),
+    "triangle": (0.066, 0.002, 0.010, 0.56, 0.91, 0.65),
+    "star": (0.010, 0.004, 0.033, 0.48, 0.63, 0.54),
 }
-# How far each feature drifts within a shape (blur up to 1.2 px, noise up to 20 grey levels, H.264):
-# one unit of mismatch. The mask descriptors drift most under blur, so they count least.
+# One unit of mismatch per feature: about twice its spread within a shape under blur (up to
+# 1.2 px), noise (up to 20 grey levels) and H.264. The mask descriptors drift most under blur.
 SHAPE_SCALE = np.array([0.012, 0.004, 0.008, 0.13, 0.11, 0.05])
 SYMMETRY_ORDERS = (3, 4, 5)
 # Area over half-extent squared, measured on renders (circle pi, square 4, triangle 2, star 1.24).
@@ -93,22 +98,33 @@ class Detection:
     centre: tuple[float, float]  # centre of the box (x, y): where the world puts the object
     centroid: tuple[float, float]  # centre of the soft mass: sub-pixel and blur-proof, for trajectories
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the hard mask, ends exclusive
-    mass: float  # soft area in pixels
+    area: int  # pixels of the hard mask (alpha > 0.5: the true area, also under blur)
     features: tuple[float, ...]  # as in SHAPE_FEATURES
 
 
 def _as_numpy(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    frames = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    frames = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     assert frames.ndim == 4 and frames.shape[-1] == 3, f"expected frames [T, H, W, 3], got {frames.shape}"
     return frames
 
 
+def _border(frames: np.ndarray) -> np.ndarray:
+    """The pixels within BORDER of the frame's edge: [T, N, C]."""
+    T, C = len(frames), frames.shape[-1]
+    edges = (frames[:, :BORDER], frames[:, -BORDER:], frames[:, :, :BORDER], frames[:, :, -BORDER:])
+    return np.concatenate([e.reshape(T, -1, C) for e in edges], axis=1)
+
+
 def estimate_background(frames: np.ndarray) -> np.ndarray:
     """Per-frame background colour: median of the border pixels, float [T, 3]."""
-    T = len(frames)
-    edges = (frames[:, :BORDER], frames[:, -BORDER:], frames[:, :, :BORDER], frames[:, :, -BORDER:])
-    border = np.concatenate([e.reshape(T, -1, 3) for e in edges], axis=1)  # [T, N, 3]
-    return np.median(border, axis=1).astype(np.float64)  # [T, 3]
+    return np.median(_border(frames), axis=1).astype(np.float64)  # [T, 3]
+
+
+def background_noise(v: np.ndarray) -> np.ndarray:
+    """Per-frame noise level of the background in matting units (robust, from the border): [T]."""
+    border = _border(v)  # [T, N, 3]
+    mad = np.median(np.abs(border - np.median(border, axis=1, keepdims=True)), axis=1)  # [T, 3]
+    return 1.4826 * np.sqrt((mad**2).sum(-1))  # Gaussian sigma from the median absolute deviation
 
 
 def palette() -> tuple[list[str], np.ndarray]:
@@ -276,6 +292,7 @@ def detect(frames: torch.Tensor | np.ndarray) -> list[list[Detection]]:
     names, colours = palette()
     v, d = to_matte_space(frames, estimate_background(frames), colours)  # [T, H, W, 3], [T, K, 3]
     labels = fill_pinholes(matte(v, d))
+    noise = background_noise(v)  # [T]
     ids = components(labels)
     # an interior pixel has all four direct neighbours in its own component
     padded = np.pad(ids, ((0, 0), (1, 1), (1, 1)), constant_values=-1)
@@ -300,8 +317,11 @@ def detect(frames: torch.Tensor | np.ndarray) -> list[list[Detection]]:
         )
         alpha, residual = _alpha_residual(v[t, wy0:wy1, wx0:wx1], d[t, k])  # [h, w] each
         owner = ids[t, wy0:wy1, wx0:wx1]
-        mine = ((owner < 0) | (owner == key)) & (residual <= MAX_RESIDUAL**2) & (alpha >= MIN_ALPHA)
-        mass, centroid, signature = soft_moments(np.where(mine, np.clip(alpha, 0.0, 1.0), 0.0), wx0, wy0)
+        # alpha within the background's noise of 0 or 1 is 0 or 1: only real partial cover stays soft
+        margin = NOISE_SIGMAS * noise[t] / float(np.linalg.norm(d[t, k]))
+        fringe = (owner < 0) & (residual <= MAX_RESIDUAL**2) & (alpha >= max(MIN_ALPHA, margin))
+        soft = np.where(alpha >= 1 - margin, 1.0, np.clip(alpha, 0.0, 1.0))
+        _, centroid, signature = soft_moments(np.where(fringe | (owner == key), soft, 0.0), wx0, wy0)
         box_area = (x1 - x0) * (y1 - y0)
         features = signature + (count / box_area, count / _hull_area(ys, xs), (centroid[1] - y0) / (y1 - y0))
         shape = classify_shape(features)
@@ -309,14 +329,14 @@ def detect(frames: torch.Tensor | np.ndarray) -> list[list[Detection]]:
             Detection(
                 colour=names[k],
                 shape=shape,
-                size=classify_size(shape, mass / (H * W)),
+                size=classify_size(shape, count / (H * W)),
                 centre=((x0 + x1) / 2, (y0 + y1) / 2),
                 centroid=centroid,
                 box=(x0, y0, x1, y1),
-                mass=mass,
+                area=int(count),
                 features=tuple(round(f, 4) for f in features),
             )
         )
     for dets in out:
-        dets.sort(key=lambda det: -det.mass)
+        dets.sort(key=lambda det: -det.area)
     return out

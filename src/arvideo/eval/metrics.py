@@ -52,15 +52,16 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 CASE_METRICS = ("background", "fidelity")  # one value per case; the others are one per object
 STILL_FRACTION = 0.10  # displacement over the clip below this fraction of the side counts as still
-SMOOTH_SCALE = 0.05  # mean |second difference| (fraction of the side) at which smoothness reaches 0
+SMOOTH_SCALE = 0.10  # mean |second difference| (fraction of the side) at which smoothness reaches 0
 FIDELITY_IOU = 0.5
 FIDELITY_BACKGROUND = 50.0  # RGB distance
+PSNR_CAP = 99.0  # dB reported for identical frames (JSON has no infinity)
 DISTANCE_WEIGHT = 0.5  # matching cost of a jump across the whole frame, in disagreeing attributes
 MISSING_COST = 4.0  # matching cost of leaving an object unmatched: worse than any detection
 
 
 def _frames(video: torch.Tensor | np.ndarray) -> np.ndarray:
-    frames = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    frames = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
     if frames.ndim == 3:
         frames = frames[None]  # an image: one frame
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -173,7 +174,7 @@ def _agreement(frames: np.ndarray, labels: np.ndarray, background: np.ndarray) -
     agree = (labels[0] == labels[1]) & (labels[1] >= 0)
     iou = float(agree.sum() / union.sum()) if union.any() else 1.0
     mse = float(((frames[0].astype(np.float64) - frames[1]) ** 2).mean())
-    psnr = float(10 * np.log10(255.0**2 / mse)) if mse > 0 else float("inf")
+    psnr = min(float(10 * np.log10(255.0**2 / max(mse, 1e-12))), PSNR_CAP)
     return {
         "psnr": psnr,
         "iou": iou,
@@ -194,8 +195,9 @@ def fidelity_pass(agreement: dict[str, float]) -> bool:
 def score_case(case: Case, video: torch.Tensor | np.ndarray) -> dict[str, Any]:
     """Score media for one case: uint8 [T, H, W, 3] (or [H, W, 3]) -> the case's report entry.
 
-    In-memory use (no files): `score_case(case, pipe(case.prompt).frames)`. Text-to-image cases
-    read frame 0 only. The entry's "metrics" are the case's values (means over its objects).
+    In-memory use (no files): `score_case(case, pipe(case.prompt).frames)`; an image-to-video case
+    gives the model `first_frame(case)` and expects it back as frame 0. Text-to-image cases read
+    frame 0 only. The entry's "metrics" are the case's values (means over its objects).
     """
     frames = _frames(video)
     T, H, W, _ = frames.shape

@@ -29,7 +29,7 @@ MEDIA_SUFFIXES = (".mp4", ".webm", ".gif", ".png", ".jpg")
 _SHOWN = 5  # missing or ambiguous case files named in an error
 
 
-def find_media(media_dir: str | os.PathLike, cases: list[Case]) -> dict[str, Path]:
+def find_media(media_dir: str | os.PathLike, cases: list[Case], subset: bool = False) -> dict[str, Path]:
     """Case id -> its media file; one error naming what is missing or ambiguous."""
     media_dir = Path(media_dir)
     if not media_dir.is_dir():
@@ -50,8 +50,8 @@ def find_media(media_dir: str | os.PathLike, cases: list[Case]) -> dict[str, Pat
     if missing:
         raise ArvideoError(
             f"{len(missing)} of {len(cases)} cases have no media in {media_dir} "
-            f"(e.g. {', '.join(missing[:_SHOWN])}); name files <case id>{'|'.join(MEDIA_SUFFIXES)}, "
-            f"or pass --subset to score the CI subset only"
+            f"(e.g. {', '.join(missing[:_SHOWN])}); name files <case id>{'|'.join(MEDIA_SUFFIXES)}"
+            + ("" if subset else ", or pass --subset to score the CI subset only")
         )
     if ambiguous:
         raise ArvideoError(
@@ -64,7 +64,7 @@ def find_media(media_dir: str | os.PathLike, cases: list[Case]) -> dict[str, Pat
 def evaluate(media_dir: str | os.PathLike, suite: Suite | str = "v1", subset: bool = False) -> dict[str, Any]:
     """Score every case's media file in `media_dir`; returns the report (see `metrics`)."""
     suite = load_suite(suite) if isinstance(suite, str) else suite
-    files = find_media(media_dir, suite.select(subset))
+    files = find_media(media_dir, suite.select(subset), subset)
     report = score_suite(lambda case: read_video(files[case.id]).frames, suite, subset)
     report["media_dir"] = str(media_dir)
     for entry in report["cases"]:
@@ -77,15 +77,18 @@ def score_suite(
 ) -> dict[str, Any]:
     """Score media produced on the fly, no files: `video_for(case)` -> uint8 [T, H, W, 3].
 
-    E.g. `score_suite(lambda case: pipe(case.prompt, seed=0).frames)`; one video is held at a time.
+    E.g. `score_suite(lambda case: pipe(case.prompt, seed=0).frames)` (image-to-video cases also
+    give the model `first_frame(case)`); one video is held at a time.
     """
     suite = load_suite(suite) if isinstance(suite, str) else suite
     cases = suite.select(subset)
     entries = [metrics.score_case(case, video_for(case)) for case in progress(cases, desc="shapesbench")]
-    return report(entries, cases, suite.name, subset)
+    return build_report(entries, cases, suite.name, subset)
 
 
-def report(entries: list[dict[str, Any]], cases: list[Case], suite: str, subset: bool) -> dict[str, Any]:
+def build_report(
+    entries: list[dict[str, Any]], cases: list[Case], suite: str, subset: bool
+) -> dict[str, Any]:
     """Assemble the report from the `score_case` entries of `cases`."""
     summary = metrics.aggregate(entries, metrics.chance_levels(cases))
     i2v = [e["first_frame"] for e in entries if "first_frame" in e]
@@ -97,7 +100,7 @@ def report(entries: list[dict[str, Any]], cases: list[Case], suite: str, subset:
         "arvideo": __version__,
         **summary,
         "i2v_first_frame": {
-            "mean_psnr": _mean([min(f["psnr"], 99.0) for f in i2v]),
+            "mean_psnr": _mean([f["psnr"] for f in i2v]),
             "mean_iou": _mean([f["iou"] for f in i2v]),
         },
         "thresholds": {
@@ -115,9 +118,9 @@ def _mean(values: list[float]) -> float | None:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the report as JSON, atomically."""
+    """Write the report as strict JSON (no NaN or infinity), atomically."""
     with atomic_write(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
+        tmp.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     return Path(path)
 
 

@@ -6,7 +6,7 @@ comparable while the caption templates or the sampler of `arvideo.data.shapes` e
 case stores its prompt, its expected attributes and the `ClipSpec` that renders its ground
 truth; an image-to-video case's given first frame is frame 0 of that render. `build_suite`
 draws a suite from a recipe and a seed, and the file was written by it (a test checks that
-it still is):
+it still makes the same cases):
 
     python -c "from arvideo.eval.suite import *; save_suite(build_suite('v1'))"
 
@@ -137,8 +137,8 @@ def first_frame(case: Case) -> torch.Tensor:
 
 
 def render_ground_truth(
-    suite: Suite | str = "v1",
-    out_dir: str | os.PathLike = "shapesbench-truth",
+    suite: Suite | str,
+    out_dir: str | os.PathLike,
     subset: bool = False,
     video_format: str = "mp4",
     overwrite: bool = False,

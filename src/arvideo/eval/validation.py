@@ -29,8 +29,8 @@ from arvideo.eval.shapesbench import score_suite
 from arvideo.eval.suite import Case, Suite, load_suite
 from arvideo.io import read_video, write_video
 
-BLUR_SIGMA = 0.7  # px at 64x64
-NOISE_SIGMA = 8.0  # grey levels
+BLUR_SIGMA = 0.8  # px at 64x64
+NOISE_SIGMA = 10.0  # grey levels
 SOURCES = ("truth", "truth-mp4", "truth-blur", "noise", "shuffled", "wrong-prompt")
 
 
@@ -61,11 +61,15 @@ def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
             return p
 
 
+def render(case: Case) -> torch.Tensor:
+    """The case's ground truth, uint8 [T, H, W, 3]."""
+    return shapes.render(case.spec)[0]
+
+
 def media_source(name: str, cases: list[Case], seed: int = 0, workdir: Path | None = None) -> Callable:
     """`video_for(case)` for source `name` (see module docstring); `workdir` holds mp4 round trips."""
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    render = lambda case: shapes.render(case.spec)[0]  # noqa: E731
     if name == "truth":
         return render
     if name == "truth-mp4":
@@ -88,7 +92,7 @@ def media_source(name: str, cases: list[Case], seed: int = 0, workdir: Path | No
         )
     if name == "wrong-prompt":
         other: dict[str, Case] = {}
-        for task in {c.task for c in cases}:
+        for task in dict.fromkeys(c.task for c in cases):  # in suite order: same seed, same pairs
             mine = [c for c in cases if c.task == task]
             for c, j in zip(mine, _derangement(rng, len(mine)), strict=True):
                 other[c.id] = mine[j]

@@ -40,7 +40,7 @@ MaskKind = Literal["tube", "random", "frame", "tube_decay"]
 
 def mask_ratio(shape: tuple[int, ...], generator: torch.Generator, min_ratio: float = 0.7) -> torch.Tensor:
     """Cosine schedule with a floor: max(cos(pi/2 * u), min_ratio), u ~ U(0, 1)."""
-    u = torch.rand(shape, generator=generator)
+    u = torch.rand(shape, generator=generator, device=generator.device)
     return torch.cos(u * math.pi / 2).clamp(min=min_ratio)
 
 
@@ -48,8 +48,9 @@ def _permutation(
     size: torch.Tensor, width: int, generator: torch.Generator, shape: tuple[int, ...]
 ) -> torch.Tensor:
     """perm [*shape, width] (shape[0] = B): `perm < n` marks a uniform n-subset of the first size[b]."""
-    r = torch.rand(*shape, width, generator=generator)
-    r = r.masked_fill(torch.arange(width) >= size.view(-1, *[1] * len(shape)), math.inf)
+    r = torch.rand(*shape, width, generator=generator, device=generator.device)
+    too_far = torch.arange(width, device=r.device) >= size.to(r.device).view(-1, *[1] * len(shape))
+    r = r.masked_fill(too_far, math.inf)
     return r.argsort(dim=-1)
 
 
@@ -89,23 +90,25 @@ def ardf_mask(
     if kind == "random":  # one unit: all content tokens of the video
         size = content.sum(1)
         ratio = mask_ratio((batch,), generator, min_ratio)
-        count = (size * ratio).round().clamp(min=1)[:, None]  # [B, 1]
+        count = (size.to(ratio.device) * ratio).round().clamp(min=1)[:, None]  # [B, 1]
         perm = _permutation(size, int(size.max()), generator, (batch, 1))
         perm_unit, count_unit, slot = zero, zero, (torch.cumsum(content, dim=1) - 1).clamp(min=0)
     elif kind == "frame":  # one unit per frame, each with its own ratio and pattern
         ratio = mask_ratio((batch, n_frames), generator, min_ratio)
-        count = (per_frame[:, None] * ratio).round().clamp(min=1)  # [B, F]
+        count = (per_frame.to(ratio.device)[:, None] * ratio).round().clamp(min=1)  # [B, F]
         perm = _permutation(per_frame, int(per_frame.max()), generator, (batch, n_frames))
         perm_unit, count_unit, slot = frame, frame, s.slot
     else:  # one slot ranking shared by every frame (drawn after the ratio, as the official code does)
         ratio = mask_ratio((batch,), generator, min_ratio)
-        count = (per_frame * ratio).round().clamp(min=1)[:, None]  # [B, 1]
+        count = (per_frame.to(ratio.device) * ratio).round().clamp(min=1)[:, None]  # [B, 1]
         perm = _permutation(per_frame, int(per_frame.max()), generator, (batch, 1))
         perm_unit, count_unit, slot = zero, zero, s.slot
         if kind == "tube_decay":  # count rises linearly to every slot in the last frame
-            step = torch.arange(n_frames) / (frames_of[:, None] - 1).clamp(min=1)  # [B, F]: 0 -> 1
+            count, step = count.to(ids.device), torch.arange(n_frames, device=ids.device)
+            step = step / (frames_of[:, None] - 1).clamp(min=1)  # [B, F]: 0 -> 1 over the frames
             count = (count + (per_frame[:, None] - count) * step).round()  # [B, F]
             count_unit = frame
+    perm, count = perm.to(ids.device), count.to(ids.device)  # drawn on the generator's device
     rank = perm[torch.arange(batch)[:, None], perm_unit, slot.clamp(max=perm.shape[-1] - 1)]  # [B, L]
     masked = content & (rank < count.gather(1, count_unit))
     return MaskedSample(
@@ -140,44 +143,49 @@ def drop_text(
 
 
 class _ChunkedCE(torch.autograd.Function):
-    """Per-row CE of (hidden @ weight.T) against targets, `chunk` rows of logits at a time.
+    """Per-row CE over the classes weight[classes] (a slice of the head rows), `chunk` rows at a time.
 
-    Saves hidden rows and their log-sum-exp only; backward recomputes each chunk of logits.
+    Saves hidden rows and their log-sum-exp only; backward recomputes each chunk of logits and
+    writes the head gradient straight into the rows of a full-size gradient (no second copy).
+    Products run in the dtype of `hidden` (bf16 under autocast), softmax statistics in fp32, as
+    the official head output followed by `.float()`.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, target, chunk):  # hidden [N, d], weight [K, d], target [N]
+    def forward(ctx, hidden, weight, classes, target, chunk):  # hidden [N, d], weight [V, d], target [N]
+        w = weight[classes].to(hidden.dtype)  # [K, d]
         losses, lses = [], []
         for start in range(0, hidden.shape[0], chunk):
-            logits = (hidden[start : start + chunk] @ weight.T).float()  # [c, K]
+            logits = (hidden[start : start + chunk] @ w.T).float()  # [c, K]
             lse = logits.logsumexp(dim=-1)
             losses.append(lse - logits.gather(1, target[start : start + chunk, None])[:, 0])
             lses.append(lse)
         ctx.save_for_backward(hidden, weight, target, torch.cat(lses) if lses else hidden.new_zeros(0))
-        ctx.chunk = chunk
+        ctx.classes, ctx.chunk = classes, chunk
         return torch.cat(losses) if losses else hidden.new_zeros(0, dtype=torch.float32)
 
     @staticmethod
     def backward(ctx, grad):  # grad [N]
         hidden, weight, target, lse = ctx.saved_tensors
+        w = weight[ctx.classes].to(hidden.dtype)  # [K, d]
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = (
-            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-            if ctx.needs_input_grad[1]
-            else None
-        )
+        grad_weight = grad_rows = None
+        fp32_head = weight.dtype == torch.float32  # accumulate straight into the gradient's rows
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros_like(weight)  # [V, d]
+            grad_rows = grad_weight[ctx.classes] if fp32_head else torch.zeros_like(w, dtype=torch.float32)
         for start in range(0, hidden.shape[0], ctx.chunk):
-            rows = slice(start, start + ctx.chunk)
-            probs = ((hidden[rows] @ weight.T).float() - lse[rows, None]).exp()  # [c, K] softmax
-            probs[torch.arange(probs.shape[0]), target[rows]] -= 1.0
-            dlogits = probs * grad[rows, None]  # d loss / d logits
+            part = slice(start, start + ctx.chunk)
+            probs = ((hidden[part] @ w.T).float() - lse[part, None]).exp()  # [c, K] softmax
+            probs[torch.arange(probs.shape[0]), target[part]] -= 1.0
+            dlogits = probs * grad[part, None]  # d loss / d logits
             if grad_hidden is not None:
-                grad_hidden[rows] = (dlogits.to(weight.dtype) @ weight).to(hidden.dtype)
-            if grad_weight is not None:
-                grad_weight += dlogits.T @ hidden[rows].float()
-        if grad_weight is not None:
-            grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None
+                grad_hidden[part] = dlogits.to(hidden.dtype) @ w
+            if grad_rows is not None:
+                grad_rows += dlogits.T @ hidden[part].float()  # [K, d], fp32
+        if grad_rows is not None and not fp32_head:
+            grad_weight[ctx.classes] = grad_rows.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None
 
 
 @dataclass
@@ -205,6 +213,7 @@ def visual_loss(
     rows = vocab.is_visual(labels)  # [B, L]
     target = vocab.code(labels[rows])  # [N]
     frame = structure(ids, vocab).frame[rows]  # [N]
-    token_loss = _ChunkedCE.apply(hidden[rows], model.visual_head_weight, target, chunk)  # [N]
+    visual = slice(vocab.visual_offset, vocab.visual_offset + vocab.codebook_size)  # head rows of the codes
+    token_loss = _ChunkedCE.apply(hidden[rows], model.head.weight, visual, target, chunk)  # [N]
     loss = token_loss.sum() / max(len(token_loss), 1)
     return VisualLoss(loss, token_loss, frame)

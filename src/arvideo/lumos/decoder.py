@@ -15,7 +15,7 @@ Architecture choices:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,9 @@ class DecoderConfig:
                 f"num_attention_heads {self.num_attention_heads} is not divisible by "
                 f"num_key_value_heads {self.num_key_value_heads}"
             )
+        for name, allowed in (("rope_kind", get_args(RopeKind)), ("attn_impl", ("sdpa", "flex"))):
+            if getattr(self, name) not in allowed:
+                raise ArvideoError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         need = {"mm": 32, "3d": 16, "1d": 2}[self.rope_kind]
         if self.head_dim % need:
             raise ArvideoError(

@@ -218,6 +218,8 @@ class Canvas:
     def mask(self, model: LumosDecoder) -> FrameMask:
         """Frame-causal pattern of every row; row 1's queries never see its padding."""
         limit = model.mask(self.ids).limit  # [B, L]
+        if len(limit) == 1:
+            return FrameMask(limit)
         first = torch.zeros_like(limit)
         first[1:, self.pad :] = self.pad
         return FrameMask(limit, first)

@@ -17,10 +17,11 @@ from arvideo.errors import ArvideoError
 if TYPE_CHECKING:
     import torch
 
+    from arvideo.pipelines.arlon import ArlonPipeline
     from arvideo.pipelines.lumos import LumosPipeline
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin"
-BUILTIN_MODELS = {"shapes": "lumos-shapes"}  # builtin:NAME -> folder under arvideo/builtin
+BUILTIN_MODELS = {"shapes": "lumos-shapes", "arlon-shapes": "arlon-shapes"}  # builtin:NAME -> folder
 
 
 def model_folder(name_or_path: str | os.PathLike) -> Path:
@@ -34,7 +35,7 @@ def model_folder(name_or_path: str | os.PathLike) -> Path:
             f"unknown built-in model {name!r}; available: {', '.join('builtin:' + k for k in BUILTIN_MODELS)}"
         )
     folder = BUILTIN_DIR / BUILTIN_MODELS[key]
-    if not (folder / "config.json").is_file():
+    if not any((folder / name).is_file() for name in ("config.json", "arvideo.json")):
         raise ArvideoError(
             f"the built-in model {name!r} is not in this install ({folder} is missing); "
             f"train one (docs/training.md) and pass its folder with --model PATH / load(PATH)"
@@ -47,13 +48,17 @@ def load(
     tokenizer=None,
     text_tokenizer=None,
     device: str | torch.device = "cpu",
-) -> LumosPipeline:
-    """A generation pipeline for `builtin:NAME` or a model folder.
+) -> LumosPipeline | ArlonPipeline:
+    """A generation pipeline for `builtin:NAME` or a model folder (Lumos-1, or ARLON for long videos).
 
     `tokenizer` / `text_tokenizer` (a name, a path or a loaded tokenizer) override the ones the
     folder's arvideo.json names; a released Lumos-1 folder needs both (Cosmos DV4x8x8 folder,
     Chameleon text_tokenizer.json).
     """
+    from arvideo.pipelines.arlon import ArlonPipeline, is_arlon_folder
     from arvideo.pipelines.lumos import LumosPipeline
 
-    return LumosPipeline.from_folder(model_folder(model), tokenizer, text_tokenizer, device)
+    folder = model_folder(model)
+    if is_arlon_folder(folder):
+        return ArlonPipeline.from_folder(folder, device)
+    return LumosPipeline.from_folder(folder, tokenizer, text_tokenizer, device)

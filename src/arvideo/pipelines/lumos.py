@@ -175,7 +175,7 @@ class LumosPipeline:
         self._check_size(width, height)
 
         context = None if image is None else self._read_context(image, width, height)
-        n_frames = self._frame_count(frames, seconds, fps, context)
+        n_frames = self._frame_count(frames, seconds, fps)
         if context is not None and len(context) >= n_frames:
             raise ArvideoError(
                 f"the given video has {len(context)} frames and the output {n_frames}: nothing to generate; "
@@ -183,6 +183,11 @@ class LumosPipeline:
             )
         n_latent = tok.latent_frames(n_frames)
         duration, header_fps = header_timing(n_latent, fps, tok.temporal_compression)
+        if duration >= self.vocab.n_numbers:
+            raise ArvideoError(
+                f"a {duration}-second video is longer than the model's video header can state "
+                f"({self.vocab.n_numbers - 1} s); ask for fewer frames"
+            )
 
         text = prompt.strip()
         if c.prompt == "lumos":
@@ -222,19 +227,20 @@ class LumosPipeline:
             if value % unit:
                 low = value // unit * unit
                 options = f"{unit}" if low == 0 else f"{low} or {low + unit}"
+                why = f"the tokenizer's {self.tokenizer.spatial_compression}x compression"
+                if self.vocab.grid_unit > 1:
+                    why += (
+                        f" times the {self.vocab.layout} vocabulary's {self.vocab.grid_unit}-latent grid unit"
+                    )
                 raise ArvideoError(
-                    f"frame {name} {value} is not a multiple of {unit} pixels (the tokenizer's "
-                    f"{self.tokenizer.spatial_compression}x compression x {self.vocab.grid_unit}-latent grid "
-                    f"units); use {options}"
+                    f"frame {name} {value} is not a multiple of {unit} pixels ({why}); use {options}"
                 )
             if value > largest:
                 raise ArvideoError(
                     f"frame {name} {value} is larger than the model can state ({largest} pixels)"
                 )
 
-    def _frame_count(
-        self, frames: int | None, seconds: float | None, fps: int, context: torch.Tensor | None
-    ) -> int:
+    def _frame_count(self, frames: int | None, seconds: float | None, fps: int) -> int:
         tok = self.tokenizer
         if frames is not None and seconds is not None:
             raise ArvideoError("give either frames or seconds, not both")

@@ -47,10 +47,24 @@ class FSQ(nn.Module):
 
         Even L needs an interval centred on a half-integer (L=8 rounds to -4..3), hence the shift.
         """
+        half, offset, shift = self._bound_params()
+        return torch.tanh(z + shift) * half - offset
+
+    def _bound_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         half = (self.levels.float() - 1) * (1 + self.eps) / 2
         offset = (self.levels % 2 == 0).float() * 0.5
-        shift = torch.atanh(offset / half)
-        return torch.tanh(z + shift) * half - offset
+        return half, offset, torch.atanh(offset / half)
+
+    def saturation(self, z: torch.Tensor, limit: float = 2.0) -> torch.Tensor:
+        """Mean squared excess of the pre-tanh latent beyond +-`limit`: a training penalty.
+
+        The tanh bound has a vanishing gradient far out, so an encoder that pushes a latent deep into
+        saturation can no longer move it: distinct inputs collapse onto the extreme level and the
+        decoder cannot tell them apart. Every level is already reached inside +-1.5, so keeping the
+        latent within +-2 costs no code and keeps its gradient >= 7% of the maximum.
+        """
+        shift = self._bound_params()[2]
+        return torch.relu((z.float() + shift).abs() - limit).pow(2).mean()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z [..., d] float -> (codes [..., d] in [-1, 1] with straight-through gradient, ids [...])."""

@@ -44,8 +44,8 @@ MODEL_KIND = "arvideo-causal-fsq"  # `kind` in config.json, how load_tokenizer r
 class CausalTokenizerConfig:
     temporal_compression: int = 4  # pixel frames per latent frame after the first (1 = images only)
     spatial_compression: int = 8  # pixels per latent cell along H and W
-    patch_size: int = 4  # space-to-depth factor before the first conv
-    channels: tuple[int, ...] = (64, 96)  # conv width per resolution level, finest first
+    patch_size: int = 2  # space-to-depth factor before the first conv
+    channels: tuple[int, ...] = (32, 64, 96)  # conv width per resolution level, finest first
     encoder_blocks: int = 1  # residual blocks per level in the encoder
     decoder_blocks: int = 2  # residual blocks per level in the decoder (decoding is the hard half)
     temporal_kernel: int = 2  # causal kernel along latent time inside residual blocks
@@ -182,8 +182,9 @@ class CausalVideoTokenizer(nn.Module):
         self.codebook_size = self.fsq.codebook_size
 
     def init_weights(self, generator: torch.Generator) -> None:
-        """All weights from one generator: He-uniform convs, zero biases, and the last conv of every
-        residual block at zero so each block starts as the identity."""
+        """All weights from one generator: He-uniform convs, zero biases; zero for the last conv of
+        every residual block (each block starts as the identity) and for the decoder's output conv
+        (the first reconstruction is flat mid-grey instead of noise the optimizer must first undo)."""
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
@@ -191,6 +192,7 @@ class CausalVideoTokenizer(nn.Module):
         for module in self.modules():
             if isinstance(module, ResBlock):
                 nn.init.zeros_(module.conv2.conv.weight)
+        nn.init.zeros_(self.decoder.conv_out.conv.weight)
 
     # -- frame rule and checks (shared with every tokenizer) --
     def latent_frames(self, n_frames: int) -> int:
@@ -219,11 +221,12 @@ class CausalVideoTokenizer(nn.Module):
         return x[:, :, tc - 1 :]
 
     # -- training path --
-    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[-1, 1] video [B, 3, T, H, W] -> (reconstruction [B, 3, 1+tc*(T'-1), H, W], ids [B, T', h, w])."""
-        z = self.encoder(self._patchify(video))  # [B, d, T', h, w]
-        codes, ids = self.fsq(z.movedim(1, -1))  # [B, T', h, w, d], [B, T', h, w]
-        return self._unpatchify(self.decoder(codes.movedim(-1, 1))), ids
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[-1, 1] video [B, 3, T, H, W] -> (reconstruction [B, 3, 1+tc*(T'-1), H, W], ids [B, T', h, w],
+        pre-quantisation latent [B, T', h, w, d] for the saturation penalty)."""
+        z = self.encoder(self._patchify(video)).movedim(1, -1)  # [B, T', h, w, d]
+        codes, ids = self.fsq(z)  # [B, T', h, w, d], [B, T', h, w]
+        return self._unpatchify(self.decoder(codes.movedim(-1, 1))), ids, z
 
     # -- VideoTokenizer API --
     @torch.no_grad()

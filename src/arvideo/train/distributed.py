@@ -60,6 +60,11 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks in place (identity for one process); returns the tensor."""
     if dist.is_initialized() and dist.get_world_size() > 1:

@@ -4,8 +4,8 @@ The trainer owns the loop, parallelism, optimizer, data order, checkpoints and l
 owns everything that knows what the model is: how to build it, which modules are its repeated
 blocks, how token items become a batch (including the training-time randomness: masking, text
 dropout, drawn on the CPU from the rank's generator), the loss, the FLOPs estimate, and the
-model folder format. `arvideo train` picks the task from the config's `kind` (`lumos`, or
-`package.module:Class` for a task of your own).
+model folder format. `arvideo train` picks the task from the config's `kind` through the table
+in `train/kinds.py` (`lumos`, or `package.module:Class` for a task of your own).
 
 A task's `loss` must call the model (the possibly DDP/FSDP-wrapped module it is given) exactly
 once per micro-batch, and compute everything that needs parameters inside that call: the
@@ -14,7 +14,6 @@ wrappers synchronise through the model's forward hooks.
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,7 @@ from safetensors.torch import load_file, save_file
 from arvideo.errors import ArvideoError
 from arvideo.train.config import RunConfig
 from arvideo.train.data import TokenItem
-
-# Built-in tasks by config `kind`, imported lazily so that the trainer does not import every model.
-TASKS: dict[str, str] = {
-    "lumos": "arvideo.train.lumos_task:LumosTask",
-}
+from arvideo.train.kinds import is_task, resolve
 
 
 @dataclass
@@ -97,17 +92,11 @@ class Task:
 
 
 def build_task(config: RunConfig) -> Task:
-    """The task named by `config.kind`."""
-    target = TASKS.get(config.kind, config.kind)
-    if ":" not in target:
+    """The task named by `config.kind` (see `train/kinds.py`)."""
+    cls = resolve(config.kind)
+    if not is_task(cls):
         raise ArvideoError(
-            f"unknown `kind: {config.kind}`; use one of {', '.join(TASKS)} or `package.module:Class`"
+            f"`kind: {config.kind}` names {cls.__module__}.{cls.__qualname__}, which the trainer cannot "
+            "run: it needs a subclass of arvideo.train.task.Task"
         )
-    module_name, _, class_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise ArvideoError(f"cannot load task `{target}` from `kind: {config.kind}`: {err}") from err
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ArvideoError(f"`{target}` is not a subclass of arvideo.train.task.Task")
     return cls(config)

@@ -11,8 +11,8 @@ One optimizer step (`Trainer.train_step`):
 4. global grad norm; if the loss or the norm is not finite, refuse the step (no update, counted);
    else clip and step AdamW at the LR of the schedule.
 
-Example (CPU-sized): `arvideo train lumos CONFIG`; on 2 processes:
-`torchrun --standalone --nproc-per-node 2 -m arvideo train lumos CONFIG` with
+Example (CPU-sized): `arvideo train CONFIG`; on 2 processes:
+`torchrun --standalone --nproc-per-node 2 -m arvideo train CONFIG` with
 `parallel.mode: ddp` or `fsdp` (docs/training.md).
 """
 
@@ -335,7 +335,7 @@ class _Sums:
 
 
 def run(config_path: str | Path, resume: bool = False, overwrite: bool = False) -> None:
-    """`arvideo train CONFIG`: set up the process group, train, always clean up."""
+    """Train a Task kind (what `arvideo train CONFIG` runs for it): process group, train, clean up."""
     config = load_config(config_path)
     dist = init_distributed()
     trainer = None

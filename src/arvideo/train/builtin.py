@@ -1,0 +1,235 @@
+"""Build the built-in Lumos-1 model of the shapes world (`builtin:shapes`), end to end, resumable.
+
+    python -m arvideo.train.builtin                 # the recipe of configs/builtin-shapes.yaml
+    python -m arvideo.train.builtin --dry-run       # print the commands it runs
+    python -m arvideo.train.builtin --stop-after tokens    # only the token shards (for ablations)
+
+The chain runs the project's own commands, each of which resumes by itself, so rerunning the
+build after a kill (or at the start of a new session) continues where it stopped:
+
+1. data: `arvideo data shapes` folders of training videos and images and of validation videos
+   and images (a folder already holding its captions.csv is kept; the writer is atomic);
+2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
+   are skipped);
+3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists);
+4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
+   generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
+
+The run config names the token folders this plan writes (`data.shards`: train videos, train
+images; `eval.shards`: validation videos, validation images); a mismatch is an error, so
+`arvideo train CONFIG` alone trains on exactly what the build made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from arvideo.errors import ArvideoError
+from arvideo.files import atomic_write
+from arvideo.train.checkpoint import checkpoint_dirs
+from arvideo.train.config import RunConfig, _doc, load_config
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_OUT = Path(__file__).resolve().parent.parent / "builtin" / "lumos-shapes"
+
+
+@dataclass(kw_only=True)
+class BuildPlan:
+    """What the build makes besides the run config: the data, the tokenizers, the export."""
+
+    config: str = _doc(
+        "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes.yaml"
+    )
+    data_dir: str = _doc(
+        "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
+    )
+    videos: int = _doc("training clips", default=8000)
+    images: int = _doc("training images (one frame, captions with positions)", default=16000)
+    val_videos: int = _doc("held-out clips for the validation loss", default=48)
+    val_images: int = _doc("held-out images", default=16)
+    seed: int = _doc(
+        "seed of the training clips; images, validation clips and images use seed + 1, 2, 3", default=0
+    )
+    size: int = _doc("frame side in pixels", default=64)
+    frames: int = _doc("frames per clip", default=17)
+    tokenizer: str = _doc("video tokenizer (builtin:NAME or a folder)", default="builtin:shapes")
+    text_tokenizer: str = _doc("caption tokenizer (builtin:NAME or a file)", default="builtin:shapes")
+    workers: int = _doc("tokenize-data worker processes", default=1)
+    out: str = _doc("the exported model folder", default=str(BUILTIN_OUT))
+    sample_steps: int = _doc("arvideo.json: parallel decoding steps per frame", default=16)
+    sample_cfg: float = _doc("arvideo.json: guidance scale for videos", default=3.0)
+    sample_image_cfg: float = _doc("arvideo.json: guidance scale for images", default=3.0)
+    sample_history_ratio: float = _doc("arvideo.json: history masking ratio", default=0.7)
+
+    def parts(self) -> list[tuple[str, int, bool, int]]:
+        """(folder name, items, images?, seed) of every data folder, training ones first."""
+        return [
+            ("train-videos", self.videos, False, self.seed),
+            ("train-images", self.images, True, self.seed + 1),
+            ("val-videos", self.val_videos, False, self.seed + 2),
+            ("val-images", self.val_images, True, self.seed + 3),
+        ]
+
+    def source(self, name: str) -> Path:
+        return Path(self.data_dir) / name
+
+    def tokens(self, name: str) -> Path:
+        return Path(self.data_dir) / "tokens" / name
+
+
+def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
+    """The `arvideo` commands of steps 1-3 (argument lists for `arvideo.cli.main`)."""
+    data, tokens = [], []
+    for name, n, images, seed in plan.parts():
+        data.append(
+            ["data", "shapes", "--out", str(plan.source(name)), "-n", str(n), "--seed", str(seed),
+             "--size", str(plan.size)] + (["--images"] if images else ["--frames", str(plan.frames)])
+        )  # fmt: skip
+        tokens.append(
+            ["tokenize-data", str(plan.source(name)), str(plan.tokens(name)), "--tokenizer", plan.tokenizer,
+             "--text-tokenizer", plan.text_tokenizer, "--frames", str(plan.frames), "--workers",
+             str(plan.workers)]
+        )  # fmt: skip
+    return {"data": data, "tokens": tokens, "train": [["train", plan.config, "--resume"]]}
+
+
+def check_config(plan: BuildPlan, config: RunConfig) -> None:
+    """The run config must train and validate on the token folders the plan writes."""
+    folders = [plan.tokens(name) for name, *_ in plan.parts()]
+    for key, have, want in (
+        ("data.shards", config.data.shards, folders[:2]),
+        ("eval.shards", config.eval.shards, folders[2:]),
+    ):
+        have = [have] if isinstance(have, str) else have or []
+        if [Path(p).resolve() for p in have] != [p.resolve() for p in want]:
+            raise ArvideoError(
+                f"{plan.config}: `{key}` is {have}, but the build writes {[str(p) for p in want]}; "
+                "make them agree (e.g. with --data-dir)"
+            )
+
+
+def run(args: list[str], quiet: bool) -> None:
+    """One `arvideo` command in this process; a failure stops the build."""
+    from arvideo.cli import main
+
+    logger.info("$ arvideo %s", shlex.join(args))
+    if main(["-q", *args] if quiet else args) != 0:
+        raise ArvideoError(f"`arvideo {shlex.join(args)}` failed (see above); fix it and rerun the build")
+
+
+def final_checkpoint(config: RunConfig) -> Path | None:
+    """The checkpoint of the run's last step, once training has finished."""
+    return dict(checkpoint_dirs(Path(config.out_dir) / "checkpoints")).get(config.steps)
+
+
+def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
+    """The model folder of `checkpoint` in fp16 plus arvideo.json, written atomically to `plan.out`."""
+    from arvideo.lumos.checkpoint import load_lumos, save_lumos
+    from arvideo.pipelines.lumos import PipelineConfig
+    from arvideo.train.data import ShardDataset
+
+    out = Path(plan.out)
+    pipeline = PipelineConfig(
+        tokenizer=_reference(plan.tokenizer, out), text_tokenizer=_reference(plan.text_tokenizer, out),
+        prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
+        fps=round(float(ShardDataset(plan.tokens("train-videos")).fps[0])),  # the header numbers it learnt
+        steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
+        history_ratio=plan.sample_history_ratio,
+    )  # fmt: skip
+    with atomic_write(out, overwrite=overwrite, is_dir=True) as tmp:
+        save_lumos(load_lumos(checkpoint), tmp, overwrite=True, dtype=torch.float16)  # upcast on load
+        (tmp / "arvideo.json").write_text(json.dumps(pipeline.to_dict(), indent=2) + "\n")
+    size = sum(f.stat().st_size for f in out.iterdir())
+    logger.info("exported %s to %s (%.1f MB)", checkpoint, out, size / 2**20)
+    return out
+
+
+def _reference(tokenizer: str, out: Path) -> str:
+    """A tokenizer as arvideo.json names it: builtin:NAME, or a path relative to the model folder."""
+    if tokenizer.startswith("builtin:"):
+        return tokenizer
+    return os.path.relpath(Path(tokenizer).resolve(), out.resolve())
+
+
+STAGES = ("data", "tokens", "train", "export")
+
+
+def build(
+    plan: BuildPlan, overwrite: bool = False, quiet: bool = False, stop_after: str = "export"
+) -> Path | None:
+    """Run (or continue) the chain up to `stop_after`; returns the exported folder, or None if
+    there was none to write (kept, or not reached)."""
+    from arvideo.data.folder import read_captions
+
+    config = load_config(plan.config)
+    check_config(plan, config)
+    steps = commands(plan)
+    Path(plan.data_dir).mkdir(parents=True, exist_ok=True)
+    for (name, n, *_), args in zip(plan.parts(), steps["data"], strict=True):  # 1. data
+        if not (plan.source(name) / "captions.csv").is_file():
+            run(args, quiet)
+        elif len(read_captions(plan.source(name))) != n:
+            raise ArvideoError(
+                f"{plan.source(name)} holds {len(read_captions(plan.source(name)))} items, the plan {n}; "
+                "delete the folder (and its tokens) to make it again"
+            )
+    last = STAGES.index(stop_after)
+    for args in steps["tokens"] if last >= 1 else []:  # 2. tokens: finished shards are skipped
+        run(args, quiet)
+    if last >= 2 and final_checkpoint(config) is None:  # 3. train, from the newest checkpoint
+        run(steps["train"][0], quiet)
+    if last < 3:
+        return None
+    if Path(plan.out).exists() and not overwrite:  # 4. export
+        logger.info("%s exists: kept (pass --overwrite to export again)", plan.out)
+        return None
+    return export(final_checkpoint(config), plan, overwrite=overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = BuildPlan()
+    parser = argparse.ArgumentParser(
+        prog="python -m arvideo.train.builtin", description=__doc__.split("\n\n")[0]
+    )
+    for f in dataclasses.fields(BuildPlan):
+        default = getattr(defaults, f.name)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+            help=f"{f.metadata['doc']} (default: {default})",
+        )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    parser.add_argument("--overwrite", action="store_true", help="export again over an existing model folder")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands of steps 1-3 and exit")
+    parser.add_argument(
+        "--stop-after", choices=STAGES, default="export", help="last stage to run (default: export)"
+    )
+    args = vars(parser.parse_args(argv))
+    threads, overwrite, dry_run = args.pop("threads"), args.pop("overwrite"), args.pop("dry_run")
+    stop_after = args.pop("stop_after")
+    plan = BuildPlan(**args)
+    if dry_run:
+        print("\n".join("arvideo " + shlex.join(c) for step in commands(plan).values() for c in step))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(threads)
+    try:
+        build(plan, overwrite=overwrite, stop_after=stop_after)
+    except ArvideoError as err:
+        print(f"arvideo.train.builtin: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The built-in model's recipe: its config agrees with the build chain and the size budget, and a tiny
+variant of the chain runs end to end (data -> tokens -> train -> export), resumably."""
+
+import json
+import math
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import arvideo
+from arvideo.errors import ArvideoError
+from arvideo.lumos.checkpoint import read_official_state
+from arvideo.lumos.decoder import LumosDecoder
+from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
+from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
+from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint
+from arvideo.train.config import load_config
+from arvideo.train.lumos_task import decoder_config
+from arvideo.train.metrics import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "builtin-shapes.yaml"
+BUDGET_MB = 40  # all built-in weights together (issue 6)
+TOKENIZER_MB = 3.5  # the built-in video tokenizer's share while it is not in the tree (fp16, ~1.6M weights)
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    if not RECIPE.is_file():
+        pytest.skip("configs/builtin-shapes.yaml is not part of this checkout")
+    monkeypatch.chdir(ROOT)  # the recipe's paths are relative to the repository
+
+
+def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
+    plan, config = BuildPlan(), load_config(RECIPE)
+    check_config(plan, config)  # trains and validates on exactly the folders the build writes
+    header = RECIPE.read_text()
+    for step in commands(plan).values():  # the commands listed in the config are the ones run
+        for args in step:
+            assert f"arvideo {shlex.join(args)}" in header
+    assert config.steps % config.checkpoint.every == 0 and config.checkpoint.every <= 200
+
+    tokenizer = yaml.safe_load((ROOT / "configs" / "tokenizer-shapes.yaml").read_text())["model"]
+    meta = {"text_vocab_size": load_text_tokenizer("builtin:shapes").vocab_size,
+            "codebook_size": math.prod(tokenizer["levels"])}  # fmt: skip
+    with torch.device("meta"):
+        model = LumosDecoder(decoder_config(config.model, meta))
+    model_mb = 2 * sum(p.numel() for p in model.parameters()) / 2**20  # exported in fp16
+    shipped = BUILTIN_DIR / "tokenizer-shapes"
+    tokenizer_mb = (
+        sum(f.stat().st_size for f in shipped.iterdir()) / 2**20 if shipped.is_dir() else TOKENIZER_MB
+    )
+    assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
+
+
+def tiny_plan(tmp_path: Path) -> BuildPlan:
+    """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer."""
+    torch.manual_seed(0)  # test-only: PyTorch's default init, so decoded pixels depend on the codes
+    config = CausalTokenizerConfig(patch_size=4, channels=(8, 8), decoder_blocks=1, levels=(4, 4))
+    CausalVideoTokenizer(config).save(tmp_path / "tok")
+    plan = BuildPlan(
+        config=str(tmp_path / "run.yaml"), data_dir=str(tmp_path / "data"), videos=4, images=8,
+        val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
+        out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
+    )  # fmt: skip
+    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe.update(out_dir=str(tmp_path / "run"), steps=4, model="tiny", log={"peak_flops": 1e10})
+    recipe["task"]["shapesbench"] = {"cases": 3, "steps": 1}
+    train, val = [[str(plan.tokens(f"{s}-{k}")) for k in ("videos", "images")] for s in ("train", "val")]
+    recipe["data"].update(shards=train, batch_size=2, micro_batch_size=2, image_batch_size=4,
+                          image_micro_batch_size=4)  # fmt: skip
+    recipe["eval"].update(shards=val, every=2, items=4)
+    recipe["checkpoint"] = {"every": 2, "keep": 2}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(recipe))
+    return plan
+
+
+def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
+    plan = tiny_plan(tmp_path)
+    assert build(plan, quiet=True) == Path(plan.out)
+
+    # The exported folder: fp16 weights of the last checkpoint (upcast on load) and arvideo.json.
+    config = load_config(plan.config)
+    checkpoint = final_checkpoint(config)
+    assert checkpoint.name == "step-00000004"
+    stored = read_official_state(plan.out)
+    trained = load_file(checkpoint / "model.safetensors")
+    assert stored.keys() == trained.keys() and all(v.dtype == torch.float16 for v in stored.values())
+    assert all(torch.equal(stored[k], trained[k].half()) for k in stored)
+    settings = json.loads((Path(plan.out) / "arvideo.json").read_text())
+    assert settings["tokenizer"] == "../tok" and settings["text_tokenizer"] == "builtin:shapes"
+    assert [settings[k] for k in ("width", "frames", "fps", "prompt")] == [32, 9, 8, "caption"]
+    pipe = arvideo.load(plan.out)  # generates with the defaults it was exported with
+    assert next(pipe.model.parameters()).dtype == torch.float32
+    assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
+    rows = read_log(Path(config.out_dir) / "eval.csv")
+    assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
+
+    # Rerun after an interruption: a lost shard is tokenized again, nothing is retrained, the
+    # export is kept unless asked for; the same checkpoint exports the same weights.
+    log = (Path(config.out_dir) / "log.csv").read_text()
+    (plan.tokens("val-images") / "shard-00000.json").unlink()
+    assert build(plan, quiet=True) is None
+    assert (plan.tokens("val-images") / "shard-00000.json").is_file()
+    assert (Path(config.out_dir) / "log.csv").read_text() == log
+    assert build(plan, overwrite=True, quiet=True) == Path(plan.out)
+    assert all(torch.equal(read_official_state(plan.out)[k], v) for k, v in stored.items())
+
+    plan.videos = 5  # a data folder that does not match the plan is never silently reused
+    with pytest.raises(ArvideoError, match="holds 4 items, the plan 5"):
+        build(plan, quiet=True)
+    plan.data_dir = str(tmp_path / "elsewhere")
+    with pytest.raises(ArvideoError, match="`data.shards` is .* but the build writes"):
+        build(plan, quiet=True)
