@@ -96,6 +96,7 @@ def short_table(results: dict[str, dict[str, Any]]) -> str:
              for row in rows]  # fmt: skip
     return "\n".join("  ".join(line) for line in lines)
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin:arlon-shapes", help="ARLON folder or builtin:NAME")

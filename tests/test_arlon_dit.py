@@ -118,7 +118,7 @@ def test_uncertainty_per_token_draws_one_alpha_per_token():
     us = UncertaintySampling((0.5, 1.0), "token").train()
     c = torch.ones(2, 3, 4, 8)
     r = us(c, torch.Generator().manual_seed(0))[..., 0]  # [B, T, S]
-    assert r.unique().numel() > 12 and (r >= 1 - 1e-6).all() and (r <= 2 ** 0.5 + 1e-6).all()
+    assert r.unique().numel() > 12 and (r >= 1 - 1e-6).all() and (r <= 2**0.5 + 1e-6).all()
 
 
 @torch.no_grad()
@@ -141,7 +141,7 @@ def test_dropped_text_equals_no_text_and_padding_is_ignored():
 
 @torch.no_grad()
 def test_replace_reference_frames_are_clean_context():
-    """"replace": reference frames overwrite the noisy input, so its values there do not matter."""
+    """ "replace": reference frames overwrite the noisy input, so its values there do not matter."""
     dit = tiny_dit().eval()
     randomize(dit, injection=True)
     kw = inputs()

@@ -135,7 +135,7 @@ def test_training_sigmas_follow_the_configured_distribution():
     shifted = sample_sigmas(20000, FlowLossConfig(shift=3.0), g)
     for s in (uniform, logit, shifted):
         assert 0.0 < s.min() and s.max() < 1.0
-    assert abs(uniform.mean() - 0.5) < 0.01 and abs(uniform.std() - 12 ** -0.5) < 0.01
+    assert abs(uniform.mean() - 0.5) < 0.01 and abs(uniform.std() - 12**-0.5) < 0.01
     assert abs(logit.median() - 0.5) < 0.02 and logit.std() < uniform.std()  # mass near the middle
     assert shifted.median() > 0.7  # shift 3 maps the median 0.5 to 0.75
     with pytest.raises(ArvideoError, match="timestep_sampling"):
@@ -161,5 +161,6 @@ def test_flow_loss_is_zero_for_the_true_velocity_and_respects_the_frame_mask():
     assert flow_loss(wrong_on_frame_0, x0, cfg, g, frame_mask=mask) < 1e-8
     assert flow_loss(wrong_on_frame_0, x0, cfg, g) > 1.0
     # normalised by the counted elements: an error of 1 everywhere counted gives a loss of 1
-    torch.testing.assert_close(flow_loss(lambda x, t: wrong_on_frame_0(x, t) + 1.0, x0, cfg, g, mask),
-                               torch.tensor(1.0))
+    torch.testing.assert_close(
+        flow_loss(lambda x, t: wrong_on_frame_0(x, t) + 1.0, x0, cfg, g, mask), torch.tensor(1.0)
+    )

@@ -99,8 +99,9 @@ def test_dead_codes_restart_from_batch_vectors_only_with_a_generator(update):
     z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
 
     def restarted(generator: torch.Generator | None) -> list[bool]:
-        cfg = tiny_config(codebook_size=8, code_dim=2, ema_decay=0.0, dead_code_threshold=0.5,
-                          codebook_update=update)
+        cfg = tiny_config(
+            codebook_size=8, code_dim=2, ema_decay=0.0, dead_code_threshold=0.5, codebook_update=update
+        )
         q = VectorQuantizer(cfg).train()
         with torch.no_grad():
             q.codebook.fill_(100.0)

@@ -177,3 +177,11 @@ def test_cli_long_never_replaces_a_file_without_overwrite(folder, tmp_path, caps
     out.write_bytes(b"keep")
     assert cli(["-q", "long", PROMPTS[0], "--model", str(folder), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep"
+
+
+def test_next_token_decoding_is_a_switch_of_the_ar_stage(pipe):
+    request = pipe.check_inputs(PROMPTS[0], decoding="next_token")
+    assert request.ar_config.decoding == "next_token" and request.ar_config.kv_cache
+    parallel = pipe(PROMPTS[0], seed=0, ar_steps=1)
+    next_token = pipe(PROMPTS[0], seed=0, decoding="next_token")
+    assert next_token.frames.shape == parallel.frames.shape == (17, 64, 64, 3)

@@ -170,3 +170,54 @@ def test_read_captions_needs_the_folder_and_the_table(tmp_path):
         read_captions(tmp_path / "nope")
     with pytest.raises(ArvideoError, match="no captions.csv"):
         read_captions(tmp_path)
+
+
+def test_prompt_file_renders_exactly_what_each_line_asks(tmp_path):
+    prompts = tmp_path / "in" / "prompts.txt"
+    prompts.parent.mkdir()
+    lines = [
+        "a small red circle moves to the right on a black background",
+        "# a comment, skipped",
+        "",
+        "a large blue square slides up and a small green star stays still on a white background",
+    ]
+    prompts.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "set"
+    assert main(["data", "shapes", "--out", str(out), "--prompts", str(prompts)]) == 0
+    meta = _meta(out)
+    assert [m["caption"] for m in meta] == [lines[0], lines[3]]
+    for m in meta:
+        asked = parse_prompt(m["caption"])
+        spec = ClipSpec.from_dict(m["spec"])
+        assert spec.background == asked.background
+        got = [(o.shape, o.colour, o.motion) for o in spec.objects]
+        assert got == [(o.shape, o.colour, o.motion) for o in asked.objects]
+        assert [o.size for o in spec.objects] == [o.size for o in asked.objects]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a purple hexagon moves left", "prompts.txt:2: unknown word(s) 'purple', 'hexagon'"),
+        ("a red circle and a red square", "prompts.txt:2: prompt 'a red circle and a red square' gives two"),
+        ("a red circle in the top left", "prompts.txt:2: prompt 'a red circle in the top left' names a grid"),
+    ],
+)
+def test_prompt_file_errors_name_the_line_and_write_nothing(tmp_path, capsys, text, match):
+    prompts = tmp_path / "in" / "prompts.txt"
+    prompts.parent.mkdir()
+    prompts.write_text(f"a blue star\n{text}\n")
+    assert main(["data", "shapes", "--out", str(tmp_path / "set"), "--prompts", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_prompt_file_must_exist_and_exclude_n(tmp_path, capsys):
+    assert (
+        main(["data", "shapes", "--out", str(tmp_path / "set"), "--prompts", str(tmp_path / "no.txt")]) == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "shapes", "--out", str(tmp_path / "set"), "--prompts", "x", "-n", "3"])
+    assert list(tmp_path.iterdir()) == []

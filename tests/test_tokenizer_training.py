@@ -55,16 +55,18 @@ def test_resume_is_exact(tmp_path):
     assert {"psnr", "fraction_used", "perplexity"} <= set(metrics)
 
 
-def test_training_reduces_the_loss(tmp_path, caplog):
-    caplog.set_level("INFO", logger="arvideo.tokenizers.train")
-    train_from_config(write_config(tmp_path, steps=30, lr=3e-3, checkpoint_every=100))
-    losses = [
-        float(r.getMessage().split(" loss ")[1].split()[0])
-        for r in caplog.records
-        if " loss " in r.getMessage()
-    ]
-    assert len(losses) == 30
-    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+def test_training_beats_the_untrained_model(tmp_path):
+    """An untrained model decodes flat mid-grey (zero-initialised output conv); 60 tiny steps must
+    already reconstruct the held-out clips clearly better than that."""
+    from arvideo.tokenizers.train import psnr
+
+    run = write_config(tmp_path, steps=60, lr=3e-3, checkpoint_every=1000, window=9, batch_size=4)
+    train_from_config(run)
+    cfg = load_train_config(run)
+    heldout = heldout_clips(cfg)
+    grey = psnr(torch.full_like(heldout, 128), heldout).mean().item()
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["psnr"]
+    assert trained > grey + 1.0, (trained, grey)
 
 
 def test_cli_trains_the_caption_bpe(tmp_path):

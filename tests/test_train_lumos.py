@@ -5,11 +5,11 @@ import torch
 
 from arvideo.errors import ArvideoError
 from arvideo.lumos.checkpoint import load_lumos
-from arvideo.lumos.sequence import IGNORE
+from arvideo.lumos.sequence import IGNORE, header_timing
 from arvideo.train.checkpoint import latest_checkpoint
 from arvideo.train.config import RunConfig, from_dict
 from arvideo.train.data import META_FILE, ShardDataset
-from arvideo.train.lumos_task import LumosTask, decoder_config, header_timing
+from arvideo.train.lumos_task import LumosTask, decoder_config
 from arvideo.train.trainer import Trainer
 from train_toy import CODEBOOK, TEXT_VOCAB, make_shards
 

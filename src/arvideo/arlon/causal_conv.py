@@ -115,8 +115,15 @@ def stage_plan(channels: tuple[int, ...], temporal_compression: int) -> list[boo
 class CausalEncoder(nn.Module):
     """[B, cin, 1+tc*k, H, W] -> [B, cout, 1+k, H/sc, W/sc] with sc = 2**(len(channels)-1)."""
 
-    def __init__(self, cin: int, cout: int, channels: tuple[int, ...], temporal_compression: int,
-                 num_res_blocks: int, groups: int):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        channels: tuple[int, ...],
+        temporal_compression: int,
+        num_res_blocks: int,
+        groups: int,
+    ):
         super().__init__()
         self.stem = CausalConv3d(cin, channels[0])
         layers: list[nn.Module] = []
@@ -135,8 +142,15 @@ class CausalEncoder(nn.Module):
 class CausalDecoder(nn.Module):
     """Mirror of `CausalEncoder`: [B, cin, 1+k, h, w] -> [B, cout, 1+tc*k, h*sc, w*sc]."""
 
-    def __init__(self, cin: int, cout: int, channels: tuple[int, ...], temporal_compression: int,
-                 num_res_blocks: int, groups: int):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        channels: tuple[int, ...],
+        temporal_compression: int,
+        num_res_blocks: int,
+        groups: int,
+    ):
         super().__init__()
         self.stem = CausalConv3d(cin, channels[-1])
         layers: list[nn.Module] = [ResBlock(channels[-1], groups) for _ in range(num_res_blocks)]

@@ -39,14 +39,14 @@ TIMESTEP_FREQ_DIM = 256  # width of the sinusoidal timestep features fed to the 
 @dataclass
 class DiTConfig:
     latent_channels: int = 4
-    patch_size: int = 1                     # spatial patch (temporal patch is always 1)
+    patch_size: int = 1  # spatial patch (temporal patch is always 1)
     hidden_size: int = 192
     depth: int = 6
     num_heads: int = 6
     mlp_ratio: float = 4.0
-    text_vocab_size: int = 512              # >= the text tokenizer's vocab_size (built-in BPE: 384)
+    text_vocab_size: int = 512  # >= the text tokenizer's vocab_size (built-in BPE: 384)
     max_text_len: int = 64
-    text_layers: int = 1                    # transformer layers over the text embeddings
+    text_layers: int = 1  # transformer layers over the text embeddings
     # semantic injection (reference §4): coarse latent -> projection -> adapters -> uncertainty -> gated adaLN
     injection: bool = True
     inject_blocks: tuple[int, ...] | None = None  # None: the first half of the blocks
@@ -75,9 +75,11 @@ class DiTConfig:
             raise ArvideoError(
                 f"DiTConfig.uncertainty_alpha must satisfy 0 <= lo <= hi <= 1, got {self.uncertainty_alpha}"
             )
-        for name, value, allowed in (("injection_mode", self.injection_mode, ("residual", "temporal")),
-                                     ("uncertainty_per", self.uncertainty_per, ("sample", "token")),
-                                     ("reference_mode", self.reference_mode, ("replace", "concat"))):
+        for name, value, allowed in (
+            ("injection_mode", self.injection_mode, ("residual", "temporal")),
+            ("uncertainty_per", self.uncertainty_per, ("sample", "token")),
+            ("reference_mode", self.reference_mode, ("replace", "concat")),
+        ):
             if value not in allowed:
                 raise ArvideoError(f"DiTConfig.{name} must be one of {allowed}, got {value!r}")
 
@@ -125,8 +127,9 @@ class Attention(nn.Module):
         self.k_norm = nn.RMSNorm(dim // num_heads, eps=1e-6)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x [N, Lq, D], context [N, Lk, D] (default x), key_mask [N, Lk] bool (True = attend)."""
         ctx = x if context is None else context
         q = rearrange(self.q(x), "n l (h d) -> n h l d", h=self.num_heads)
@@ -171,12 +174,14 @@ class TextEncoder(nn.Module):
         self.embed = nn.Embedding(config.text_vocab_size, d)
         self.pos = nn.Parameter(torch.zeros(config.max_text_len, d))
         self.null = nn.Parameter(torch.zeros(1, d))
-        self.layers = nn.ModuleList(TextLayer(d, config.num_heads, config.mlp_ratio)
-                                    for _ in range(config.text_layers))
+        self.layers = nn.ModuleList(
+            TextLayer(d, config.num_heads, config.mlp_ratio) for _ in range(config.text_layers)
+        )
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, ids: torch.Tensor | None, mask: torch.Tensor | None, batch: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, ids: torch.Tensor | None, mask: torch.Tensor | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ids [B, L] (None: no text), mask [B, L] bool -> (context [B, 1+L, D], key mask [B, 1+L])."""
         null = self.null.expand(batch, 1, -1)  # [B, 1, D]
         keep_null = torch.ones(batch, 1, dtype=torch.bool, device=null.device)
@@ -245,8 +250,11 @@ class SemanticCondition(nn.Module):
         d, p = config.hidden_size, config.patch_size
         self.proj = nn.Linear(config.latent_channels * p * p, d)
         self.adapters = nn.Sequential(*(AdapterBlock(d) for _ in range(config.adapter_blocks)))
-        self.uncertainty = (UncertaintySampling(config.uncertainty_alpha, config.uncertainty_per)
-                            if config.uncertainty else None)
+        self.uncertainty = (
+            UncertaintySampling(config.uncertainty_alpha, config.uncertainty_per)
+            if config.uncertainty
+            else None
+        )
 
     def forward(self, patches: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         c = self.adapters(self.proj(patches))  # [B, T, S, D]
@@ -286,8 +294,14 @@ class DiTBlock(nn.Module):
         self.inject = SemanticInjection(d) if injected else None
         self.injection_mode = config.injection_mode
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                cond: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        cond: torch.Tensor | None,
+    ) -> torch.Tensor:
         """x [B, T, S, D], c [B, T, D] (SiLU'd timestep embedding per frame), cond [B, T, S, D] or None."""
         b, t, s, d = x.shape
         mods = self.ada(c)[:, :, None].chunk(9, dim=-1)  # 9 x [B, T, 1, D]
@@ -402,8 +416,11 @@ class ArlonDiT(PretrainedModel):
         assert (reference is None) == (reference_mask is None), "pass reference and reference_mask together"
         t_frames = timestep.float()[:, None].expand(b, t)  # [B, T]
         if c.reference_mode == "concat":
-            m = (torch.zeros(b, t, dtype=torch.bool, device=x.device) if reference_mask is None
-                 else reference_mask)[:, None, :, None, None].to(x.dtype)  # [B, 1, T, 1, 1]
+            m = (
+                torch.zeros(b, t, dtype=torch.bool, device=x.device)
+                if reference_mask is None
+                else reference_mask
+            )[:, None, :, None, None].to(x.dtype)  # [B, 1, T, 1, 1]
             ref = torch.zeros_like(x) if reference is None else reference
             x = torch.cat([x, ref * m, m.expand(b, 1, t, h, w)], dim=1)  # [B, 2C+1, T, H, W]
         elif reference is not None:

@@ -49,9 +49,9 @@ def interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> t
 @dataclass
 class FlowLossConfig:
     timestep_sampling: Literal["logit_normal", "uniform"] = "logit_normal"
-    logit_mean: float = 0.0   # sigma = sigmoid(N(mean, std^2)) for logit_normal (SD3, OpenSora-1.2)
+    logit_mean: float = 0.0  # sigma = sigmoid(N(mean, std^2)) for logit_normal (SD3, OpenSora-1.2)
     logit_std: float = 1.0
-    shift: float = 1.0        # timestep shift applied to the drawn sigmas (match the scheduler's)
+    shift: float = 1.0  # timestep shift applied to the drawn sigmas (match the scheduler's)
     num_train_timesteps: int = 1000
 
     def __post_init__(self) -> None:
@@ -66,8 +66,9 @@ class FlowLossConfig:
             )
 
 
-def sample_sigmas(n: int, config: FlowLossConfig, generator: torch.Generator | None,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_sigmas(
+    n: int, config: FlowLossConfig, generator: torch.Generator | None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Training noise levels sigma [n] in (0, 1)."""
     if config.timestep_sampling == "uniform":
         sigmas = torch.rand(n, generator=generator, device=device)
@@ -155,8 +156,13 @@ class FlowMatchEulerScheduler:
             raise ArvideoError(f"timestep {float(value)} is not in scheduler.timesteps; pass a value from it")
         return int(hits[0])
 
-    def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor, sample: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One Euler step from `timestep` to the next one; returns the next sample (same dtype as `sample`).
 
         Euler is deterministic, so `generator` is accepted for the common contract and unused.

@@ -35,18 +35,18 @@ from arvideo.errors import ArvideoError
 
 @dataclass
 class LatentVQConfig:
-    latent_channels: int = 4                    # channels of the VAE latent (input and output)
-    channels: tuple[int, ...] = (32, 64)        # width per stage; spatial compression 2**(len-1)
-    temporal_compression: int = 1               # latent frames per code frame after the first
+    latent_channels: int = 4  # channels of the VAE latent (input and output)
+    channels: tuple[int, ...] = (32, 64)  # width per stage; spatial compression 2**(len-1)
+    temporal_compression: int = 1  # latent frames per code frame after the first
     num_res_blocks: int = 1
     norm_groups: int = 8
     codebook_size: int = 1024
     code_dim: int = 8
-    commitment: float = 0.25                    # beta: weight of ||z - sg(e)||^2
+    commitment: float = 0.25  # beta: weight of ||z - sg(e)||^2
     codebook_update: Literal["ema", "grad"] = "ema"
     ema_decay: float = 0.99
-    l2_normalize: bool = False                  # cosine-similarity codebook lookup
-    dead_code_threshold: float = 1e-3           # restart codes whose usage EMA (hits per step) falls below
+    l2_normalize: bool = False  # cosine-similarity codebook lookup
+    dead_code_threshold: float = 1e-3  # restart codes whose usage EMA (hits per step) falls below
 
     def __post_init__(self) -> None:
         check_stack(self.channels, self.temporal_compression, self.norm_groups, "LatentVQConfig")
@@ -107,8 +107,9 @@ class VectorQuantizer(nn.Module):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.lookup_table())  # [..., D]
 
-    def forward(self, z: torch.Tensor, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z [..., D] -> (quantised z with straight-through gradient, ids [...], codebook+commitment loss).
 
         In training mode the codebook statistics update (EMA mode) and, when a generator is given,
@@ -150,8 +151,8 @@ class VectorQuantizer(nn.Module):
 
 @dataclass
 class VQOutput:
-    recon: torch.Tensor   # [B, C, T, H, W] coarse latent F, same shape as the input latent
-    ids: torch.Tensor     # [B, T', H', W'] code ids in [0, codebook_size)
+    recon: torch.Tensor  # [B, C, T, H, W] coarse latent F, same shape as the input latent
+    ids: torch.Tensor  # [B, T', H', W'] code ids in [0, codebook_size)
     vq_loss: torch.Tensor  # codebook + commitment loss (scalar)
 
 
@@ -169,11 +170,13 @@ class LatentVQ(PretrainedModel):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = CausalEncoder(c.latent_channels, c.code_dim, c.channels, c.temporal_compression,
-                                     c.num_res_blocks, c.norm_groups)
+        self.encoder = CausalEncoder(
+            c.latent_channels, c.code_dim, c.channels, c.temporal_compression, c.num_res_blocks, c.norm_groups
+        )
         self.quantizer = VectorQuantizer(c)
-        self.decoder = CausalDecoder(c.code_dim, c.latent_channels, c.channels, c.temporal_compression,
-                                     c.num_res_blocks, c.norm_groups)
+        self.decoder = CausalDecoder(
+            c.code_dim, c.latent_channels, c.channels, c.temporal_compression, c.num_res_blocks, c.norm_groups
+        )
 
     @property
     def codebook_size(self) -> int:
@@ -222,5 +225,9 @@ def vq_loss(latent: torch.Tensor, out: VQOutput, codebook_size: int) -> dict[str
     probs = torch.bincount(out.ids.flatten(), minlength=codebook_size).float()
     probs = probs / probs.sum()
     perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
-    return {"loss": rec + out.vq_loss, "recon": rec.detach(), "vq": out.vq_loss.detach(),
-            "perplexity": perplexity}
+    return {
+        "loss": rec + out.vq_loss,
+        "recon": rec.detach(),
+        "vq": out.vq_loss.detach(),
+        "perplexity": perplexity,
+    }

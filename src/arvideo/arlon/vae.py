@@ -33,10 +33,10 @@ class VAEConfig:
     in_channels: int = 3
     latent_channels: int = 4
     channels: tuple[int, ...] = (16, 32, 64, 64)  # width per resolution stage; spatial compression 2**(len-1)
-    temporal_compression: int = 4                 # frames per latent frame after the first
-    num_res_blocks: int = 1                       # residual blocks per stage
+    temporal_compression: int = 4  # frames per latent frame after the first
+    num_res_blocks: int = 1  # residual blocks per stage
     norm_groups: int = 8
-    kl_weight: float = 1e-4                       # mean per-element KL weight, against the mean L1 recon
+    kl_weight: float = 1e-4  # mean per-element KL weight, against the mean L1 recon
     latent_shift: tuple[float, ...] | None = None  # per-channel mean of raw latents (None: 0)
     latent_scale: tuple[float, ...] | None = None  # per-channel std of raw latents (None: 1)
 
@@ -80,8 +80,9 @@ def to_float_video(video: torch.Tensor) -> torch.Tensor:
     return video
 
 
-def vae_loss(video: torch.Tensor, recon: torch.Tensor, posterior: DiagonalGaussian,
-             kl_weight: float) -> dict[str, torch.Tensor]:
+def vae_loss(
+    video: torch.Tensor, recon: torch.Tensor, posterior: DiagonalGaussian, kl_weight: float
+) -> dict[str, torch.Tensor]:
     """Training objective from one forward's outputs: mean L1 reconstruction + kl_weight * mean KL.
 
     A function of the outputs, not a method that runs the model, so a trainer calls the (possibly
@@ -102,10 +103,22 @@ class VideoVAE(PretrainedModel):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = CausalEncoder(c.in_channels, 2 * c.latent_channels, c.channels, c.temporal_compression,
-                                     c.num_res_blocks, c.norm_groups)
-        self.decoder = CausalDecoder(c.latent_channels, c.in_channels, c.channels, c.temporal_compression,
-                                     c.num_res_blocks, c.norm_groups)
+        self.encoder = CausalEncoder(
+            c.in_channels,
+            2 * c.latent_channels,
+            c.channels,
+            c.temporal_compression,
+            c.num_res_blocks,
+            c.norm_groups,
+        )
+        self.decoder = CausalDecoder(
+            c.latent_channels,
+            c.in_channels,
+            c.channels,
+            c.temporal_compression,
+            c.num_res_blocks,
+            c.norm_groups,
+        )
 
     @property
     def temporal_compression(self) -> int:
@@ -135,8 +148,9 @@ class VideoVAE(PretrainedModel):
         """Raw latent [B, C, T', H', W'] -> video [B, 3, 1+tc*(T'-1), H'*sc, W'*sc], unclamped."""
         return self.decoder(z)
 
-    def forward(self, video: torch.Tensor, generator: torch.Generator
-                ) -> tuple[torch.Tensor, DiagonalGaussian]:
+    def forward(
+        self, video: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, DiagonalGaussian]:
         """Training pass: encode, draw a latent with `generator`, decode; returns (recon, posterior)."""
         posterior = self.encode(video)
         return self.decode(posterior.sample(generator)), posterior

@@ -3,6 +3,7 @@
 Example (CPU-sized, a few seconds):
     arvideo data shapes --out shapes_demo -n 16 --preview shapes_demo/preview.gif
     arvideo data shapes --out shapes_t2i -n 200 --images --seed 1
+    arvideo data shapes --out my_prompts --prompts prompts.txt   # one caption per line
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
+
+import numpy as np
 
 from arvideo.data import shapes
 from arvideo.data.folder import FolderItem, write_folder
@@ -29,7 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)"
     )
-    p.add_argument("-n", type=int, required=True, help="number of clips (or images) to write")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("-n", type=int, help="number of random clips (or images) to write")
+    what.add_argument(
+        "--prompts",
+        default=None,
+        help="text file, one caption per line (# comments allowed): write one clip showing each",
+    )
     p.add_argument("--images", action="store_true", help="one-frame images with positions, saved as png")
     p.add_argument("--seed", type=int, default=0, help="dataset seed; clip i depends only on (seed, i)")
     p.add_argument("--size", type=int, default=shapes.DEFAULT_SIZE, help="frame width and height in pixels")
@@ -47,9 +57,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_shapes)
 
 
+def prompt_specs(
+    path: str, seed: int, kind: str, size: int, n_frames: int
+) -> list[tuple[str, shapes.ClipSpec]]:
+    """Every prompt of a prompt file with the spec that shows it; errors name the line."""
+    file = Path(path)
+    if not file.is_file():
+        raise ArvideoError(f"prompt file {file} does not exist")
+    specs = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        rng = np.random.default_rng([seed, len(specs)])
+        try:
+            specs.append((text, shapes.spec_from_prompt(text, rng, kind, size, n_frames)))
+        except ArvideoError as err:
+            raise ArvideoError(f"{file}:{number}: {err}") from None
+    if not specs:
+        raise ArvideoError(f"prompt file {file} has no prompts (one caption per line)")
+    return specs
+
+
 def run_shapes(args: argparse.Namespace) -> int:
     kind = "image" if args.images else "video"
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise ArvideoError(f"-n must be >= 1, got {args.n}")
     n_frames = shapes.check_settings(kind, args.size, args.frames, args.max_objects)
     if kind == "video" and args.size % 2:
@@ -57,10 +89,16 @@ def run_shapes(args: argparse.Namespace) -> int:
             f"--size must be even for mp4 (H.264 yuv420p), got {args.size}; try {args.size + 1}"
         )
     start = time.perf_counter()
-    clips = shapes.make_clips(args.n, args.seed, kind, args.size, n_frames, args.max_objects)
+    if args.prompts:
+        specs = prompt_specs(args.prompts, args.seed, kind, args.size, n_frames)
+        clips = (shapes.Clip(spec, text, *shapes.render(spec)) for text, spec in specs)
+        total = len(specs)
+    else:
+        clips = shapes.make_clips(args.n, args.seed, kind, args.size, n_frames, args.max_objects)
+        total = args.n
     items = (FolderItem(c.video, c.caption, c.meta()) for c in clips)
-    out = write_folder(args.out, items, total=args.n, preview=args.preview, overwrite=args.overwrite)
-    logger.info("wrote %d %ss to %s in %.1f s", args.n, kind, out, time.perf_counter() - start)
+    out = write_folder(args.out, items, total=total, preview=args.preview, overwrite=args.overwrite)
+    logger.info("wrote %d %ss to %s in %.1f s", total, kind, out, time.perf_counter() - start)
     if args.preview:
         logger.info("preview: %s", args.preview)
     return 0

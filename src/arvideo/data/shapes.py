@@ -243,31 +243,75 @@ def random_spec(
     speed = TRAVEL_FRACTION * size / (n_frames - 1) if n_frames > 1 else 0.0
     spec = ClipSpec((), _pick(rng, tuple(BACKGROUNDS)), n_frames, size, speed)
     n_objects = int(rng.integers(1, max_objects + 1))
+    return _place(rng, spec, [ParsedObject() for _ in range(n_objects)])
 
-    # Rejection sampling: place objects one by one; when a later one finds no free path (a large
-    # diagonal mover can sweep the middle of the frame), start the whole layout again.
+
+def spec_from_prompt(
+    prompt: str,
+    rng: np.random.Generator,
+    kind: Literal["video", "image"] = "video",
+    size: int = DEFAULT_SIZE,
+    n_frames: int | None = None,
+) -> ClipSpec:
+    """A clip spec that shows what `prompt` asks for; what it leaves open is drawn from `rng`.
+
+    Unknown words, two objects of one colour, a motion in an image or a grid position in a video
+    raise ArvideoError, so a prompt file cannot quietly render something else.
+    """
+    parsed = parse_prompt(prompt)
+    n_frames = check_settings(kind, size, n_frames, max_objects=min(len(parsed.objects), 2))
+    if len(parsed.objects) > 2:
+        raise ArvideoError(f"prompt {prompt!r} names {len(parsed.objects)} objects; the world draws 1 or 2")
+    colours = [o.colour for o in parsed.objects if o.colour]
+    if len(set(colours)) < len(colours):
+        raise ArvideoError(f"prompt {prompt!r} gives two objects the same colour; they must differ")
+    for o in parsed.objects:
+        if kind == "image" and o.motion not in (None, "still"):
+            raise ArvideoError(f"prompt {prompt!r} asks for motion in an image; drop it or make a video")
+        if kind == "video" and o.position is not None:
+            raise ArvideoError(f"prompt {prompt!r} names a grid position, which only images have (--images)")
+    speed = TRAVEL_FRACTION * size / (n_frames - 1) if n_frames > 1 else 0.0
+    background = parsed.background or _pick(rng, tuple(BACKGROUNDS))
+    return _place(rng, ClipSpec((), background, n_frames, size, speed), list(parsed.objects))
+
+
+def _place(rng: np.random.Generator, spec: ClipSpec, wanted: list[ParsedObject]) -> ClipSpec:
+    """Fill in the attributes `wanted` leaves open and give every object a start point.
+
+    Rejection sampling: place objects one by one; when a later one finds no free path (a large
+    diagonal mover can sweep the middle of the frame), start the whole layout again.
+    """
+    taken_cells = {w.position for w in wanted if w.position}
     for _ in range(_MAX_TRIES):
         objects: list[ObjectSpec] = []
-        cells = rng.permutation(len(POSITIONS))[:n_objects] if kind == "image" else None  # distinct cells
-        for i in range(n_objects):
-            colours = tuple(c for c in COLOURS if all(c != o.colour for o in objects))
-            motion = "still" if kind == "image" else _pick(rng, MOTIONS)
+        free_cells = []  # distinct grid cells for the image objects whose prompt names none
+        if spec.kind == "image":
+            free_cells = [
+                POSITIONS[c] for c in rng.permutation(len(POSITIONS)) if POSITIONS[c] not in taken_cells
+            ]
+        for w in wanted:
+            colours = tuple(
+                c for c in COLOURS if c not in {o.colour for o in objects} | {v.colour for v in wanted}
+            )
+            motion = "still" if spec.kind == "image" else (w.motion or _pick(rng, MOTIONS))
             obj = _sample_start(
                 rng,
-                _pick(rng, SHAPES),
-                _pick(rng, colours),
-                _pick(rng, SIZES),
+                w.shape or _pick(rng, SHAPES),
+                w.colour or _pick(rng, colours),
+                w.size or _pick(rng, SIZES),
                 motion,
                 spec,
-                None if cells is None else POSITIONS[cells[i]],
+                None if spec.kind == "video" else (w.position or free_cells.pop(0)),
             )
-            path, r = trajectory(obj, spec), half_extent(obj.size, size)
-            if not all(_apart(path, r, trajectory(o, spec), half_extent(o.size, size)) for o in objects):
+            path, r = trajectory(obj, spec), half_extent(obj.size, spec.size)
+            if not all(_apart(path, r, trajectory(o, spec), half_extent(o.size, spec.size)) for o in objects):
                 break
             objects.append(obj)
-        if len(objects) == n_objects:
+        if len(objects) == len(wanted):
             return replace(spec, objects=tuple(objects))
-    raise AssertionError(f"could not place {n_objects} objects in a {size}px frame in {_MAX_TRIES} tries")
+    raise ArvideoError(
+        f"could not place {len(wanted)} objects in a {spec.size}px frame in {_MAX_TRIES} tries"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +479,7 @@ def make_clips(
 class ParsedObject:
     """What a prompt says about one object; None where it says nothing."""
 
-    shape: str
+    shape: str | None = None
     colour: str | None = None
     size: str | None = None
     motion: str | None = None

@@ -166,7 +166,7 @@ def build_long_suite() -> tuple[LongCase, ...]:
 
 
 def suite_path() -> Path:
-    return SUITES_DIR / f"shapesbench-long-{VERSION}.json"
+    return SUITES_DIR / f"long-{VERSION}.json"  # not shapesbench-*.json: those are the short suites
 
 
 def save_long_suite(cases: tuple[LongCase, ...], path: Path | None = None) -> Path:

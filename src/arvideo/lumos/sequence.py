@@ -272,3 +272,12 @@ def structure(ids: torch.Tensor, vocab: Vocab) -> Structure:
     col = torch.where(body, offset % (width + 1), 0)
     width = torch.where(in_frame, width, 0)
     return Structure(n_starts - 1, in_frame, segment_end, body, row, col, width)
+
+
+def header_timing(n_latent: int, fps: float, temporal_compression: int) -> tuple[int, int]:
+    """(duration s, fps) written after video_start: (1, 1) for an image, as in the reference."""
+    if n_latent == 1:
+        return 1, 1
+    fps_int = max(1, round(fps))
+    pixel_frames = 1 + temporal_compression * (n_latent - 1)
+    return max(1, round(pixel_frames / fps_int)), fps_int

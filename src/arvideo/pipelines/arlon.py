@@ -53,8 +53,8 @@ from arvideo.io import Video, from_model
 from arvideo.lumos import sampler
 from arvideo.lumos.checkpoint import load_lumos, save_lumos
 from arvideo.lumos.decoder import LumosDecoder
+from arvideo.lumos.sequence import header_timing
 from arvideo.tokenizers import TextTokenizer, load_text_tokenizer
-from arvideo.train.lumos_task import header_timing
 
 CONFIG_NAME = "arvideo.json"
 FORMAT = "arvideo-arlon-pipeline-v1"
@@ -348,7 +348,9 @@ class ArlonPipeline:
         **options,
     ) -> Video:
         """Generate a long video; `options` are those of `check_inputs`; `generator` overrides `seed`."""
+        # 1. Check inputs
         request = self.check_inputs(prompts, **options)
+        # 2.-4. AR codes, then the segments one by one
         frames = torch.cat([s.frames for s in self._segments(request, generator, callback)])  # [T, H, W, 3]
         return Video(frames, fps=self.config.fps)
 

@@ -31,11 +31,10 @@ from arvideo.io import Video, read_video
 from arvideo.lumos import sampler
 from arvideo.lumos.checkpoint import load_lumos
 from arvideo.lumos.decoder import LumosDecoder
-from arvideo.lumos.sequence import prompt_text
+from arvideo.lumos.sequence import header_timing, prompt_text
 from arvideo.tokenizers import TextTokenizer, VideoTokenizer, load_text_tokenizer, load_tokenizer
 from arvideo.tokenizers.cosmos import fit_frames
 from arvideo.tokenizers.ids import decode_video
-from arvideo.train.lumos_task import header_timing
 
 log = logging.getLogger(__name__)
 

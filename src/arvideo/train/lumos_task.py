@@ -39,7 +39,7 @@ from arvideo.errors import ArvideoError
 from arvideo.lumos.ardf import MaskKind, VisualLoss, ardf_mask, drop_text, visual_loss
 from arvideo.lumos.checkpoint import config_to_hf, read_config, read_official_state, to_native, to_official
 from arvideo.lumos.decoder import DecoderConfig, LumosDecoder
-from arvideo.lumos.sequence import pad_batch, serialize, training_labels
+from arvideo.lumos.sequence import header_timing, pad_batch, serialize, training_labels
 from arvideo.lumos.vocab import Vocab
 from arvideo.train.config import RunConfig, from_dict
 from arvideo.train.data import ShardDataset, TokenItem, read_meta
@@ -126,15 +126,6 @@ def decoder_config(model: str | dict[str, Any], meta: dict[str, Any]) -> Decoder
     tc, sc = meta.get("temporal_compression", 4), meta.get("spatial_compression", 8)
     spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     return DecoderConfig(**{**PRESETS[preset], "vocab": vocab, "rope_strides": (tc, sc, sc), **spec})
-
-
-def header_timing(n_latent: int, fps: float, temporal_compression: int) -> tuple[int, int]:
-    """(duration s, fps) written after video_start: (1, 1) for an image, as in the reference."""
-    if n_latent == 1:
-        return 1, 1
-    fps_int = max(1, round(fps))
-    pixel_frames = 1 + temporal_compression * (n_latent - 1)
-    return max(1, round(pixel_frames / fps_int)), fps_int
 
 
 class LumosTask(Task):
