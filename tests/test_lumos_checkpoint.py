@@ -49,10 +49,10 @@ def test_sharded_and_bf16_round_trip(tmp_path, model):
     assert len(shards) > 2 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
     assert json.loads((folder / "config.json").read_text())["torch_dtype"] == "bfloat16"
     loaded = load_lumos(folder)  # bf16 on disk, upcast to fp32
-    assert loaded.head.weight.dtype == torch.float32
+    assert loaded.head_visual.weight.dtype == torch.float32
     for name, param in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], param.bfloat16().float())
-    assert load_lumos(folder, dtype=None).head.weight.dtype == torch.bfloat16
+    assert load_lumos(folder, dtype=None).head_visual.weight.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("sharded", [False, True])
@@ -80,8 +80,10 @@ def test_adapter_table_runs_both_ways(model):
     official = to_official(state)
     assert "model.layers.1.self_attn.q_norm.weight" in official and "lm_head.weight" in official
     assert official["model.layers.0.self_attn.q_norm.weight"].shape == (1, model.config.head_dim)
-    assert to_native(official).keys() == state.keys()
-    assert to_native({"model.layers.3.self_attn.rotary_emb.inv_freq": torch.zeros(1)}) == {}  # dropped
+    native = to_native(official, COMPACT)
+    assert native.keys() == state.keys() and all(torch.equal(native[k], state[k]) for k in state)
+    assert torch.equal(official["lm_head.weight"], model.head_weight)  # the two head parts, joined
+    assert to_native({"model.layers.3.self_attn.rotary_emb.inv_freq": torch.zeros(1)}, COMPACT) == {}
     assert sum(v is None for v in KEY_MAP.values()) == 1
 
 

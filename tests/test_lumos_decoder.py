@@ -111,13 +111,15 @@ def test_head_views_and_visual_logits():
     assert full.dtype == torch.float32 and full.shape == (3, COMPACT.size)
     off = COMPACT.visual_offset
     torch.testing.assert_close(model.visual_logits(hidden), full[:, off : off + COMPACT.codebook_size])
+    assert model.visual_head_weight is model.head_visual.weight
+    assert torch.equal(model.head_weight[:off], model.head_text.weight)
 
 
 def test_init_scheme():
     model = tiny_decoder(
         initializer_range=0.02, hidden_size=256, num_attention_heads=8, num_key_value_heads=8
     )
-    assert abs(model.head.weight.std().item() - 0.02) < 1e-3
+    assert abs(model.head_weight.std().item() - 0.02) < 1e-3
     assert (model.layers[0].attn.q_norm.weight == 1).all() and (model.layers[0].attn.q_norm.bias == 0).all()
 
 

@@ -56,17 +56,20 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_training_beats_the_untrained_model(tmp_path):
-    """An untrained model decodes flat mid-grey (zero-initialised output conv); 60 tiny steps must
+    """An untrained model decodes flat mid-grey (zero-initialised output conv); 100 tiny steps must
     already reconstruct the held-out clips clearly better than that."""
     from arvideo.tokenizers.train import psnr
 
-    run = write_config(tmp_path, steps=60, lr=3e-3, checkpoint_every=1000, window=9, batch_size=4)
+    model = {**TINY["model"], "channels": [16, 24]}
+    run = write_config(
+        tmp_path, steps=100, lr=3e-3, checkpoint_every=1000, window=9, batch_size=4, model=model
+    )
     train_from_config(run)
     cfg = load_train_config(run)
     heldout = heldout_clips(cfg)
     grey = psnr(torch.full_like(heldout, 128), heldout).mean().item()
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["psnr"]
-    assert trained > grey + 1.0, (trained, grey)
+    assert trained > grey + 1.0, (trained, grey)  # +2.1 dB measured
 
 
 def test_cli_trains_the_caption_bpe(tmp_path):

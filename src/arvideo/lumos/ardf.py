@@ -143,17 +143,17 @@ def drop_text(
 
 
 class _ChunkedCE(torch.autograd.Function):
-    """Per-row CE over the classes weight[classes] (a slice of the head rows), `chunk` rows at a time.
+    """Per-row CE over the classes of `weight` (the visual head rows), `chunk` rows at a time.
 
     Saves hidden rows and their log-sum-exp only; backward recomputes each chunk of logits and
-    writes the head gradient straight into the rows of a full-size gradient (no second copy).
+    accumulates the head gradient in place (fp32 heads: no second copy).
     Products run in the dtype of `hidden` (bf16 under autocast), softmax statistics in fp32, as
     the official head output followed by `.float()`.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, classes, target, chunk):  # hidden [N, d], weight [V, d], target [N]
-        w = weight[classes].to(hidden.dtype)  # [K, d]
+    def forward(ctx, hidden, weight, target, chunk):  # hidden [N, d], weight [K, d], target [N]
+        w = weight.to(hidden.dtype)  # [K, d]
         losses, lses = [], []
         for start in range(0, hidden.shape[0], chunk):
             logits = (hidden[start : start + chunk] @ w.T).float()  # [c, K]
@@ -161,19 +161,16 @@ class _ChunkedCE(torch.autograd.Function):
             losses.append(lse - logits.gather(1, target[start : start + chunk, None])[:, 0])
             lses.append(lse)
         ctx.save_for_backward(hidden, weight, target, torch.cat(lses) if lses else hidden.new_zeros(0))
-        ctx.classes, ctx.chunk = classes, chunk
+        ctx.chunk = chunk
         return torch.cat(losses) if losses else hidden.new_zeros(0, dtype=torch.float32)
 
     @staticmethod
     def backward(ctx, grad):  # grad [N]
         hidden, weight, target, lse = ctx.saved_tensors
-        w = weight[ctx.classes].to(hidden.dtype)  # [K, d]
+        w = weight.to(hidden.dtype)  # [K, d]
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = grad_rows = None
-        fp32_head = weight.dtype == torch.float32  # accumulate straight into the gradient's rows
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.zeros_like(weight)  # [V, d]
-            grad_rows = grad_weight[ctx.classes] if fp32_head else torch.zeros_like(w, dtype=torch.float32)
+        # accumulated in fp32 (for an fp32 head this is the returned gradient itself)
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         for start in range(0, hidden.shape[0], ctx.chunk):
             part = slice(start, start + ctx.chunk)
             probs = ((hidden[part] @ w.T).float() - lse[part, None]).exp()  # [c, K] softmax
@@ -181,11 +178,11 @@ class _ChunkedCE(torch.autograd.Function):
             dlogits = probs * grad[part, None]  # d loss / d logits
             if grad_hidden is not None:
                 grad_hidden[part] = dlogits.to(hidden.dtype) @ w
-            if grad_rows is not None:
-                grad_rows += dlogits.T @ hidden[part].float()  # [K, d], fp32
-        if grad_rows is not None and not fp32_head:
-            grad_weight[ctx.classes] = grad_rows.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None
+            if grad_weight is not None:
+                grad_weight += dlogits.T @ hidden[part].float()  # [K, d], fp32
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None
 
 
 @dataclass
@@ -213,7 +210,6 @@ def visual_loss(
     rows = vocab.is_visual(labels)  # [B, L]
     target = vocab.code(labels[rows])  # [N]
     frame = structure(ids, vocab).frame[rows]  # [N]
-    visual = slice(vocab.visual_offset, vocab.visual_offset + vocab.codebook_size)  # head rows of the codes
-    token_loss = _ChunkedCE.apply(hidden[rows], model.head.weight, visual, target, chunk)  # [N]
+    token_loss = _ChunkedCE.apply(hidden[rows], model.visual_head_weight, target, chunk)  # [N]
     loss = token_loss.sum() / max(len(token_loss), 1)
     return VisualLoss(loss, token_loss, frame)

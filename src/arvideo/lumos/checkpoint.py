@@ -7,7 +7,10 @@ official key names, so our own models and the released ones are one format. Stor
 are upcast to fp32 on load by default.
 
 Key names go through ONE adapter table (official name -> arvideo name; '{}' is the layer index,
-None marks official keys that carry nothing we use), read in both directions.
+None marks official keys that carry nothing we use), read in both directions. The one exception
+in shape: the decoder holds the head as two row blocks (`HEAD_PARTS`, text then visual rows, so a
+visual-only loss gives the text rows no gradient); `to_native` splits `lm_head.weight` into them
+and `to_official` joins them back.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ KEY_MAP: dict[str, str | None] = {
     "model.layers.{}.mlp.down_proj.weight": "layers.{}.mlp.down.weight",
     "model.layers.{}.self_attn.rotary_emb.inv_freq": None,  # older HF saves; recomputed from rope_theta
     "model.norm.weight": "norm.weight",
-    "lm_head.weight": "head.weight",
+    "lm_head.weight": "head.weight",  # split into / joined from HEAD_PARTS
 }
+HEAD, HEAD_PARTS = "head.weight", ("head_text.weight", "head_visual.weight")
 
 CONFIG = "config.json"
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -92,23 +96,37 @@ def _rename(key: str, table: list[tuple[re.Pattern, str | None]], what: str) -> 
 
 
 def official_name(name: str) -> str:
-    """The official (HF) key of an arvideo parameter name."""
-    return _rename(name, _TO_OFFICIAL, "arvideo")
+    """The official (HF) key of an arvideo parameter name (both head parts: `lm_head.weight`)."""
+    return _rename(HEAD if name in HEAD_PARTS else name, _TO_OFFICIAL, "arvideo")
 
 
-def to_native(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_native(state: dict[str, torch.Tensor], vocab: Vocab) -> dict[str, torch.Tensor]:
     """Official (HF) key names -> arvideo module names, dropping the keys mapped to None."""
     out = {}
     for key, value in state.items():
         name = _rename(key, _TO_NATIVE, "official")
-        if name is not None:
+        if name == HEAD:
+            if value.shape[0] != vocab.size:
+                raise ArvideoError(
+                    f"weight {key!r} has {value.shape[0]} rows, expected {vocab.size} "
+                    f"(the {vocab.layout} vocabulary of config.json)"
+                )
+            text, visual = value.split([vocab.visual_offset, vocab.codebook_size])  # views
+            out.update(zip(HEAD_PARTS, (text, visual), strict=True))
+        elif name is not None:
             out[name] = value
     return out
 
 
 def to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """arvideo module names -> official (HF) key names."""
-    return {official_name(k): v for k, v in state.items()}
+    out = {}
+    for key, value in state.items():
+        if key == HEAD_PARTS[0]:
+            out[official_name(key)] = torch.cat([value, state[HEAD_PARTS[1]]])  # [V, d]
+        elif key != HEAD_PARTS[1]:
+            out[official_name(key)] = value
+    return out
 
 
 # ---- config --------------------------------------------------------------------------------------
@@ -240,7 +258,7 @@ def load_lumos(
     `dtype=None` keeps the stored dtype (bf16 for the released checkpoints).
     """
     config = read_config(folder)
-    state = to_native(read_official_state(folder))
+    state = to_native(read_official_state(folder), config.vocab)
     with torch.device("meta"):
         model = LumosDecoder(config)
     expected = model.state_dict()

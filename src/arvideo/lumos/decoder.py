@@ -172,7 +172,12 @@ class LumosDecoder(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # the untied head as two row blocks, so a visual-only loss leaves the text rows' .grad None
+        # (no dense gradient for them); on disk it is the one official tensor (see checkpoint.py)
+        v = self.vocab
+        assert v.size == v.visual_offset + v.codebook_size, "the visual ids end every layout"
+        self.head_text = nn.Linear(config.hidden_size, v.visual_offset, bias=False)  # text + specials
+        self.head_visual = nn.Linear(config.hidden_size, v.codebook_size, bias=False)
         self.rope = RoPE(config.head_dim, config.rope_theta, config.rope_kind)
         self.init_weights()
 
@@ -196,7 +201,7 @@ class LumosDecoder(nn.Module):
         return frame_mask(ids, self.vocab)
 
     def new_cache(self, batch: int, capacity: int = 4096) -> KVCache:
-        p = self.head.weight
+        p = self.head_visual.weight
         c = self.config
         return KVCache(
             c.num_hidden_layers, batch, c.num_key_value_heads, c.head_dim, capacity, p.dtype, p.device
@@ -237,14 +242,18 @@ class LumosDecoder(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary fp32 logits [..., V] (use on a few rows only for long sequences)."""
-        return self.head(hidden).float()
+        return F.linear(hidden, self.head_weight).float()
 
     def visual_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits [..., codebook_size] over the visual codes only (index = tokenizer code)."""
         return F.linear(hidden, self.visual_head_weight).float()
 
     @property
+    def head_weight(self) -> torch.Tensor:
+        """The whole head [V, d] in vocabulary order (a concatenated copy: gradients flow)."""
+        return torch.cat([self.head_text.weight, self.head_visual.weight])
+
+    @property
     def visual_head_weight(self) -> torch.Tensor:
-        """The head rows of the visual codes [codebook_size, d] (a view: gradients flow)."""
-        off = self.vocab.visual_offset
-        return self.head.weight[off : off + self.vocab.codebook_size]
+        """The head rows of the visual codes [codebook_size, d] (the parameter itself)."""
+        return self.head_visual.weight

@@ -305,7 +305,7 @@ def stream(
         f"given frames {tuple(given.shape)} do not match the frame size {(height, width)}"
     )
     assert 0 <= n_given < n_frames, f"{n_given} given frames leave nothing to generate of {n_frames}"
-    device = model.head.weight.device
+    device = model.embed.weight.device
 
     # 1. lay the whole video out: prompt, header, every frame fully masked (row 1: text dropped)
     canvas = Canvas.build(

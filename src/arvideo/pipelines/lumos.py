@@ -320,7 +320,7 @@ class LumosPipeline:
     def _latents(
         self, request: Request, generator: torch.Generator | None, callback: sampler.Callback | None
     ) -> Iterator[torch.Tensor]:
-        device = self.model.head.weight.device
+        device = self.model.embed.weight.device
         # 2. Encode the given frames (image-to-video, continuation): they become the context
         given = None
         if request.context is not None:

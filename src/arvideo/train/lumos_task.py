@@ -88,6 +88,9 @@ class LumosForTraining(nn.Module):
     def __init__(self, decoder: LumosDecoder, chunk: int) -> None:
         super().__init__()
         self.decoder, self.chunk = decoder, chunk
+        # the visual-only loss never reaches the text rows of the head: frozen, they get no
+        # gradient, no optimizer state and no DDP "unused parameter" error
+        decoder.head_text.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> VisualLoss:
         hidden = self.decoder(input_ids)  # [B, L, d]
@@ -212,7 +215,7 @@ class LumosTask(Task):
         save_file(to_official(native), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
     def load_model(self, folder: Path) -> dict[str, torch.Tensor]:
-        return {PREFIX + k: v for k, v in to_native(read_official_state(folder)).items()}
+        return {PREFIX + k: v for k, v in to_native(read_official_state(folder), self.vocab).items()}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
@@ -282,7 +285,7 @@ class ShapesBenchEval:
         from arvideo.tokenizers import load_tokenizer
 
         o, start = self.options, time.perf_counter()
-        device = decoder.head.weight.device
+        device = decoder.embed.weight.device
         if device not in self.tokenizers:
             self.tokenizers[device] = load_tokenizer(self.tokenizer_name, device=device)
         config = PipelineConfig(prompt="caption", fps=self.fps, steps=o.steps, cfg=o.cfg, image_cfg=o.cfg,
