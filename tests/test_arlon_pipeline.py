@@ -5,6 +5,7 @@ import torch
 
 import arvideo
 from arlon_tiny import tiny_pipeline
+from arvideo import pipelines
 from arvideo.cli import main as cli
 from arvideo.errors import ArvideoError
 from arvideo.io import read_video
@@ -170,6 +171,17 @@ def test_cli_long_bad_arguments_are_one_line_errors_and_write_nothing(folder, tm
     err = capsys.readouterr().err.strip()
     assert err.startswith("arvideo: error:") and "\n" not in err and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_builtin_says_how_to_build_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pipelines, "BUILTIN_DIR", tmp_path / "builtin")  # an install without built-in models
+    with pytest.raises(ArvideoError, match="not in this install .* `scripts/build_builtin_arlon.sh`"):
+        arvideo.load("builtin:arlon-shapes")
+    monkeypatch.chdir(tmp_path)
+    assert cli(["-q", "long", PROMPTS[0], "--model", "builtin:arlon-shapes", "--out", "long.mp4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "build it with `scripts/build_builtin_arlon.sh`" in err and "\n" not in err
+    assert not (tmp_path / "long.mp4").exists()
 
 
 def test_cli_long_never_replaces_a_file_without_overwrite(folder, tmp_path, capsys):

@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from arlon_tiny import jitter, tiny_tokenizer
+from arvideo.arlon.latent_vq import LatentVQ, LatentVQConfig
 from arvideo.arlon.shards import FrameCodec, LatentCodec, item_frames, item_latent
+from arvideo.arlon.tasks import VAE_PRESETS, VQ_PRESETS
+from arvideo.arlon.tokenizer import FINE_VQ_DIR, VAE_DIR, ArlonTokenizer
+from arvideo.arlon.vae import VAEConfig, VideoVAE
 from arvideo.errors import ArvideoError
+from arvideo.tokenizers import load_tokenizer
 from arvideo.tokenizers.base import VideoTokenizer
 from arvideo.train.data import TokenItem
 
@@ -37,6 +42,28 @@ def test_follows_the_video_tokenizer_contract(tok):
     assert tok.encode(video(14)).shape == (1, 5, 4, 4)
     assert torch.equal(tok.encode(video(14)), tok.encode(torch.cat([video(14), video(14)[:, :, -1:].expand(
         -1, -1, 3, -1, -1)], dim=2)))  # fmt: skip
+
+
+def test_a_fine_vq_that_compresses_time_gets_whole_code_frames():
+    """8x in time (VAE 4x, fine VQ 2x): a clip is padded to the frames its code frames cover."""
+    torch.manual_seed(0)
+    vae = VideoVAE(VAEConfig(**VAE_PRESETS["tiny"]))
+    fine = LatentVQ(LatentVQConfig(**{**VQ_PRESETS["tiny-fine"], "temporal_compression": 2}))
+    tok = ArlonTokenizer(vae, fine)
+    assert tok.temporal_compression == 8
+    assert [tok.encode(video(t)).shape[1] for t in (1, 9, 14, 17)] == [1, 2, 3, 3]
+    assert tok.encode_latent(video(9)).shape[2] == 3  # VAE latent frames: 1 + 2 x (2 - 1)
+    assert tok.decode(tok.encode(video(9))).shape[2] == 9
+
+
+def test_load_tokenizer_recognises_an_arlon_folder(tok, tmp_path):
+    tok.vae.save_pretrained(tmp_path / VAE_DIR)
+    tok.fine_vq.save_pretrained(tmp_path / FINE_VQ_DIR)
+    loaded = load_tokenizer(tmp_path)
+    assert isinstance(loaded, ArlonTokenizer)
+    assert torch.equal(loaded.encode(video(9)), tok.encode(video(9)))
+    with pytest.raises(ArvideoError, match=r"or an ARLON folder with vae/ \+ fine_vq/"):
+        load_tokenizer(tmp_path / VAE_DIR)  # one of the two models alone is no tokenizer
 
 
 def test_codes_are_causal_in_time(tok):

@@ -1,7 +1,10 @@
 """Decoder invariants: frame causality, in-frame bidirectionality, KV-cache and attention-path equality."""
 
+import warnings
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from arvideo.errors import ArvideoError
 from lumos_util import COMPACT, batch, random_sequence, tiny_config, tiny_decoder
@@ -130,3 +133,30 @@ def test_config_errors_say_what_is_wrong():
         tiny_config(hidden_size=48, num_attention_heads=2)
     with pytest.raises(ArvideoError, match="not divisible by num_key_value_heads"):
         tiny_config(num_attention_heads=4, num_key_value_heads=3, hidden_size=128)
+
+
+def test_norms_follow_the_official_formulas_and_autocast_gives_no_warning():
+    """RMSNorm: weight * (x / rms(x)) with fp32 statistics cast back to x's dtype first; qk-norm:
+    LayerNorm, then the shared affine. Fused in fp32; under bf16 autocast without dtype warnings."""
+    model = tiny_decoder()
+    attn = model.layers[0].attn
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # away from the identity, so that a dropped weight or bias shows
+        model.layers[0].attn_norm.weight.uniform_(0.5, 1.5, generator=g)
+        attn.q_norm.weight.uniform_(0.5, 1.5, generator=g)
+        attn.q_norm.bias.normal_(generator=g)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(3, 5, 64, generator=g).to(dtype)
+        norm = model.layers[0].attn_norm
+        h = x.float()
+        expected = norm.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.eps)).to(dtype)
+        torch.testing.assert_close(norm(x), expected, atol=1e-6, rtol=1e-6)
+        heads = x.view(3, 5, 2, 32)
+        expected = F.layer_norm(heads, (32,), eps=1e-5) * attn.q_norm.weight + attn.q_norm.bias
+        torch.testing.assert_close(attn.q_norm(heads), expected, atol=1e-5, rtol=1e-5)
+    ids = random_sequence(COMPACT, g, frames=2, height=3, width=4)
+    for net in (model, tiny_decoder(swin_norm=True)):  # swin-norm: the norms see bf16 branch outputs
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                net(ids).sum().backward()

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arvideo.lumos.masks import attend, frame_mask
+from arvideo.lumos.masks import FrameMask, attend, frame_mask
 from lumos_util import COMPACT, batch, random_sequence
 
 
@@ -59,3 +59,42 @@ def test_flex_block_mask_matches_sdpa_path():
 
     out = flex_attention(q, k, v, block_mask=mask.block_mask(), enable_gqa=True)
     torch.testing.assert_close(out, attend(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def _frame_rows(seed: int):
+    """The mask rows of a sequence's last frame, as a decoding step runs them against the cache."""
+    ids = random_sequence(COMPACT, torch.Generator().manual_seed(seed), 2, 2, 3)
+    start = int((ids[0] == COMPACT.image_start).nonzero()[-1])
+    end = int((ids[0] == COMPACT.image_end).nonzero()[-1]) + 1
+    return frame_mask(ids, COMPACT).slice(start, end), end
+
+
+def test_decoding_rows_need_no_mask_unless_a_row_is_padded():
+    frame, n_keys = _frame_rows(3)
+    rows = frame.limit.shape[1]
+    assert frame.bias(0, rows, n_keys, torch.float32) == (n_keys, None)  # a frame sees all its history
+    first = torch.tensor([[0], [4]]).expand(2, rows)  # row 1 left-padded by 4 tokens (guidance)
+    padded = FrameMask(frame.limit.expand(2, -1), first)
+    seen, bias = padded.bias(0, rows, n_keys, torch.float32)
+    allowed = padded.dense(n_keys)
+    assert seen == n_keys and torch.equal(bias == 0, allowed) and (bias[~allowed] == float("-inf")).all()
+    assert padded.bias(0, rows, n_keys, torch.float32)[1] is bias  # built once for every layer and step
+
+
+def test_rows_that_stop_inside_a_frame_see_only_the_keys_there_are():
+    """Next-token decoding runs a frame's first rows alone: their limit lies past the last key."""
+    frame, n_keys = _frame_rows(4)
+    seen, bias = frame.slice(0, 5).bias(0, 5, n_keys - frame.limit.shape[1] + 5, torch.float32)
+    assert seen == n_keys - frame.limit.shape[1] + 5 and bias is None
+
+
+def test_a_mask_made_in_inference_mode_still_serves_autograd():
+    g = torch.Generator().manual_seed(5)
+    ids = random_sequence(COMPACT, g, 2, 2, 3)
+    mask = frame_mask(ids, COMPACT)
+    q, k, v = _qkv(g, ids.shape[1])
+    with torch.inference_mode():
+        attend(q, k, v, mask)
+    q.requires_grad_()
+    attend(q, k, v, mask).sum().backward()  # an inference-mode mask cannot be saved for backward
+    assert q.grad is not None

@@ -81,3 +81,26 @@ def test_rotation_depends_only_on_position_differences():
         cos, sin = rope(Positions(*(x + shift for x in pos), flag))
         scores.append(apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).transpose(-1, -2))
     torch.testing.assert_close(scores[0], scores[1], atol=1e-3, rtol=1e-4)
+
+
+def test_apply_rope_is_rotate_half_by_the_position_angles():
+    """x * cos(a) + [-x2, x1] * sin(a), a = position * inverse frequency (1-D: every channel)."""
+    g = torch.Generator().manual_seed(2)
+    text = torch.randint(0, 500, (2, 9), generator=g)
+    pos = Positions(text, text, text, text, torch.zeros(2, 9, dtype=torch.bool))
+    x = torch.randn(2, 3, 9, 64, generator=g)
+    inv_freq = 1.0 / 10000.0 ** (torch.arange(0, 64, 2).float() / 64)
+    angles = (text[..., None].float() * torch.cat([inv_freq, inv_freq]))[:, None]  # [B, 1, L, D]
+    x1, x2 = x.chunk(2, dim=-1)
+    expected = x * angles.cos() + torch.cat([-x2, x1], dim=-1) * angles.sin()
+    torch.testing.assert_close(apply_rope(x, *RoPE(64, kind="1d")(pos)), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_tables_are_built_once_per_positions_and_mode():
+    ids = serialize(OFFICIAL, [20000], torch.zeros(2, 4, 4, dtype=torch.long), 2, 12)[None]
+    pos, rope = positions(ids, OFFICIAL), RoPE(64)
+    cos, _ = rope(pos)
+    assert rope(pos)[0] is cos  # the next decoding step reuses them
+    with torch.inference_mode():
+        inference_cos, _ = rope(pos)
+    assert inference_cos is not cos and torch.equal(inference_cos, cos) and not rope(pos)[0].is_inference()

@@ -257,3 +257,11 @@ def test_next_token_baseline_decodes_raster_order_with_the_same_history(cfg):
     assert torch.equal(history, expected_history(COMPACT, codes[:1], 0.7))
     again, _ = run(model, decoding="next_token", cfg=cfg)
     assert torch.equal(codes, again)
+
+
+def test_frames_are_ordinary_tensors_though_the_forwards_run_in_inference_mode():
+    model = tiny_decoder(initializer_range=0.05)
+    frames = list(stream(model, TEXT, (2, 4, 4), 2, 8, config=SamplerConfig(steps=2, cfg=3.0),
+                         generator=torch.Generator().manual_seed(0)))  # fmt: skip
+    assert not any(frame.is_inference() for frame in frames)
+    frames[0] += 1  # a caller may edit them in place

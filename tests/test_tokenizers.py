@@ -5,7 +5,7 @@ import torch
 
 from arvideo.errors import ArvideoError
 from arvideo.tokenizers import CausalTokenizerConfig, CausalVideoTokenizer, VideoTokenizer, load_tokenizer
-from arvideo.tokenizers.base import latent_frames, pixel_frames
+from arvideo.tokenizers.base import CompressionMixin, latent_frames, pixel_frames
 from arvideo.tokenizers.ids import decode_video, encode_video, load_ids, save_ids
 
 # Small widths keep every test fast; compression settings are the ones the issue names.
@@ -38,6 +38,21 @@ def test_frame_rule_matches_cosmos():
     assert pixel_frames(7, 4) == 25 and pixel_frames(1, 4) == 1
     with pytest.raises(ArvideoError):
         latent_frames(0, 4)
+
+
+def test_compression_factors_alone_give_the_frame_rule_and_size_check():
+    class EightBySixteen(CompressionMixin):
+        temporal_compression, spatial_compression = 8, 16
+
+    tok = EightBySixteen()
+    assert [tok.latent_frames(t) for t in (1, 2, 9, 10, 17)] == [1, 2, 2, 3, 3] and tok.pixel_frames(3) == 17
+    tok.check_size(32, 48)
+    with pytest.raises(ArvideoError, match="width 40 .* 32 or 48"):
+        tok.check_size(32, 40)
+    with pytest.raises(ArvideoError, match="at least 1 latent frame"):
+        tok.pixel_frames(0)
+    images_only = random_model(**CONFIGS["1x8x8"])
+    assert [images_only.latent_frames(t) for t in (1, 5)] == [1, 5] and images_only.pixel_frames(5) == 5
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

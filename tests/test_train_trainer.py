@@ -175,6 +175,23 @@ def test_bf16_autocast_tracks_fp32(tmp_path, shards):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
 
 
+@pytest.mark.parametrize("pays", [True, False])
+def test_auto_precision_follows_the_measured_bf16_speed(tmp_path, shards, monkeypatch, pays):
+    monkeypatch.setattr("arvideo.train.trainer.bf16_pays", lambda device: pays)
+    cfg = make_config(tmp_path / "run", shards, steps=1, precision="auto")
+    assert Trainer(cfg, ToyTask(cfg)).bf16 is pays
+
+
+def test_bf16_pays_compares_measured_matmuls(monkeypatch):
+    from arvideo.train import metrics
+
+    speeds = {torch.float32: 100.0, torch.bfloat16: 3.0}  # an AVX2-only CPU: bf16 emulated
+    monkeypatch.setattr(metrics, "measure_peak_flops", lambda device, dtype, seconds: speeds[dtype])
+    assert not metrics.bf16_pays(torch.device("cpu"))
+    speeds[torch.bfloat16] = 200.0  # AMX / AVX512-BF16 / GPU
+    assert metrics.bf16_pays(torch.device("cpu"))
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume(tmp_path, shards):
     """A real `arvideo train` process, checkpointing every step, is SIGKILLed mid-run."""

@@ -57,6 +57,16 @@ def read_json(path: Path) -> dict[str, Any]:
         raise ArvideoError(f"{path} is not valid JSON ({err}); re-save the model folder") from err
 
 
+def stored_model_type(folder: str | os.PathLike) -> str | None:
+    """The `model_type` a model folder's config.json names; None when there is none to read, so
+    callers can probe a folder without the errors `from_pretrained` gives."""
+    try:
+        data = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from arvideo.arlon.latent_vq import LatentVQ
+from arvideo.arlon.pretrained import stored_model_type
 from arvideo.arlon.vae import VideoVAE
 from arvideo.errors import ArvideoError
 from arvideo.tokenizers import base
@@ -32,7 +33,17 @@ VAE_DIR = "vae"  # sub-folders of an ARLON folder holding the two models
 FINE_VQ_DIR = "fine_vq"
 
 
-class ArlonTokenizer:
+def is_arlon_tokenizer_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds an ARLON VAE in `vae/` and a latent VQ-VAE in `fine_vq/` (as an ARLON
+    pipeline folder does), judged by their config.json `model_type`; lets `load_tokenizer` find it."""
+    folder = Path(folder)
+    return (
+        stored_model_type(folder / VAE_DIR) == VideoVAE.model_type
+        and stored_model_type(folder / FINE_VQ_DIR) == LatentVQ.model_type
+    )
+
+
+class ArlonTokenizer(base.CompressionMixin):
     """`VideoTokenizer` over fine latent-VQ codes: compression = VAE's x fine VQ's (4x16x16 by default)."""
 
     def __init__(self, vae: VideoVAE, fine_vq: LatentVQ):
@@ -53,28 +64,18 @@ class ArlonTokenizer:
         return cls(VideoVAE.from_pretrained(folder / VAE_DIR, device),
                    LatentVQ.from_pretrained(folder / FINE_VQ_DIR, device))  # fmt: skip
 
-    def latent_frames(self, n_frames: int) -> int:
-        return base.latent_frames(n_frames, self.temporal_compression)
-
-    def pixel_frames(self, n_latent: int) -> int:
-        return base.pixel_frames(n_latent, self.temporal_compression)
-
-    def check_size(self, height: int, width: int) -> None:
-        base.check_size(height, width, self.spatial_compression)
-
     @torch.no_grad()
     def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
         """Video [B, 3, T, H, W] -> scaled VAE latent [B, C, T', H/8, W/8] (posterior mean).
 
-        A frame count that does not fill the last group is padded by repeating the last frame,
-        as the other tokenizers do, so T' = 1 + ceil((T - 1) / tc).
+        A frame count that does not fill the last code frame is padded by repeating the last frame,
+        as the other tokenizers do, so the latent always holds whole code frames for the fine VQ:
+        T' = 1 + vq_tc * (latent_frames(T) - 1), where vq_tc is the fine VQ's temporal compression.
         """
         x = base.video_to_float(video, self.spatial_compression)
-        tc, t = self.vae.temporal_compression, x.shape[2]
-        missing = self.vae.pixel_frames(self.latent_frames(t)) - t if t > 1 else 0
+        missing = self.pixel_frames(self.latent_frames(x.shape[2])) - x.shape[2]
         if missing:
             x = F.pad(x, (0, 0, 0, 0, 0, missing), mode="replicate")  # [B, 3, 1 + tc*k, H, W]
-        assert (x.shape[2] - 1) % tc == 0
         p = next(self.vae.parameters())
         return self.vae.scale_latent(self.vae.encode(x.to(p.device, p.dtype)).mode())
 

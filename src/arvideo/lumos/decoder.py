@@ -79,15 +79,19 @@ class DecoderConfig:
 
 
 class RMSNorm(nn.Module):
+    """Llama RMSNorm: x / rms(x) * weight, with the statistics in fp32."""
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)  # statistics in fp32
-        return self.weight * h.to(x.dtype)
+        if x.dtype == self.weight.dtype == torch.float32:  # one fused kernel
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # other dtypes (autocast, bf16 weights): statistics in fp32, the normalised values cast back
+        # to x's dtype before the scale, as the official code; no mixed-dtype weight for the kernel
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
 
 class QKNorm(nn.Module):
@@ -100,8 +104,10 @@ class QKNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)  # [..., H, D]
-        return x * self.weight + self.bias
+        if x.dtype == self.weight.dtype == torch.float32:  # the shared affine is LayerNorm's own: fused
+            return F.layer_norm(x, x.shape[-1:], self.weight[0], self.bias[0], self.eps)  # [..., H, D]
+        # other dtypes: the official order, the normalised values in x's dtype before the affine
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
 
 
 class Attention(nn.Module):
@@ -221,6 +227,8 @@ class LumosDecoder(nn.Module):
         With a non-empty cache, input_ids is a chunk that follows the cached prefix: pass its
         global `positions` and `mask` (computed on the whole sequence, then `.slice(start)`).
         The chunk attends to (cache + itself); `write_cache=False` leaves the cache as it was.
+        Passing the same `positions` and `mask` objects again reuses the RoPE tables and attention
+        mask built from them (as every decoding step of a frame does).
         """
         B, L = input_ids.shape
         assert not (cache is not None and cache.length and (positions is None or mask is None)), (
@@ -233,7 +241,7 @@ class LumosDecoder(nn.Module):
         block_mask = mask.block_mask(n_keys) if self.config.attn_impl == "flex" else None
 
         x = self.embed(input_ids)  # [B, L, d]
-        rope = self.rope(positions, x.dtype)  # cos, sin [B, L, D]
+        rope = self.rope(positions, x.dtype)  # cos, signed sin [B, L, D]
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, mask, block_mask, cache, i)
         if cache is not None and write_cache:

@@ -16,7 +16,7 @@ DV4x8x8: pixel units) and shifted by p0, the index of the first frame-body slot 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -40,6 +40,9 @@ class Positions:
     h: torch.Tensor  # [B, L] long
     w: torch.Tensor  # [B, L] long
     flag: torch.Tensor  # [B, L] bool: frame-body slot (uses the 3-D position)
+    # the `RoPE` tables of these positions, kept for the next forward that passes the same object
+    # (every decoding step of a frame): the tensors above must not change after they are built
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def slice(self, start: int, end: int | None = None) -> Positions:
         """Columns [start, end): the global positions of a chunk run against a KV cache."""
@@ -72,13 +75,19 @@ def channel_axes(head_dim: int, kind: RopeKind) -> torch.Tensor:
 
 
 class RoPE(nn.Module):
-    """cos/sin tables [B, L, D] for a `Positions`; one table serves every layer of a forward."""
+    """cos and signed sin tables [B, L, D] for a `Positions`; one pair serves every layer of a forward.
+
+    The signed sin is -sin on the first D/2 channels and sin on the others: rotate-half's sign is
+    folded into the table once, so `apply_rope` only swaps the halves.
+    """
 
     def __init__(self, head_dim: int, theta: float = 10000.0, kind: RopeKind = "mm"):
         super().__init__()
         self.kind = kind
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
         self.register_buffer("inv_freq", torch.cat([inv_freq, inv_freq]), persistent=False)  # [D]
+        sign = torch.cat([-torch.ones_like(inv_freq), torch.ones_like(inv_freq)])
+        self.register_buffer("sin_sign", sign, persistent=False)  # [D]
         if kind != "1d":
             axes = channel_axes(head_dim, kind)
             self.register_buffer("axes", torch.cat([axes, axes]), persistent=False)  # [D]
@@ -86,6 +95,14 @@ class RoPE(nn.Module):
     def forward(
         self, pos: Positions, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # tables made in inference mode cannot serve a forward that records autograd, hence the flag
+        key = (self, dtype, torch.is_inference_mode_enabled())
+        if key not in pos._tables:
+            pos._tables[key] = self.tables(pos, dtype)
+        return pos._tables[key]
+
+    def tables(self, pos: Positions, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin [B, L, D], computed (`forward` keeps them on `pos`)."""
         text = pos.text[..., None]  # [B, L, 1]
         if self.kind == "1d":
             per_channel = text
@@ -94,11 +111,11 @@ class RoPE(nn.Module):
             visual = thw[..., self.axes]  # [B, L, D]: each channel reads its axis
             per_channel = torch.where(pos.flag[..., None], visual, text)
         angles = per_channel.float() * self.inv_freq  # [B, L, D], fp32 as in the official tables
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        return angles.cos().to(dtype), (angles.sin() * self.sin_sign).to(dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, L, D] by tables [B, L, D]; channel i pairs with i + D/2 (rotate-half)."""
-    cos, sin = cos[:, None], sin[:, None]  # [B, 1, L, D]
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, H, L, D] by the `RoPE` tables [B, L, D]; channel i pairs with i + D/2
+    (rotate-half: x * cos + [-x2, x1] * sin, the minus already in `signed_sin`)."""
+    swapped = x.roll(x.shape[-1] // 2, dims=-1)  # [x2, x1]
+    return x * cos[:, None] + swapped * signed_sin[:, None]

@@ -6,7 +6,8 @@
 How a video is made (one function, `stream`, reads top to bottom):
 - The whole sequence is laid out up front: prompt, video header, then every frame with its header
   and new-line tokens in place and all code slots MASK. Positions and the attention pattern depend
-  only on that layout, so they are computed once per video, not once per step.
+  only on that layout, so they are computed once per video, not once per step (and a frame's RoPE
+  tables and attention mask once per frame).
 - Classifier-free guidance runs the text-dropped sequence (from video_start on) as a second batch
   row, left-padded to the conditional row's length so both rows share one KV cache and one forward
   per step; a per-query first visible key hides the padding. `cfg == 1` runs the conditional row
@@ -44,6 +45,7 @@ from arvideo.errors import ArvideoError
 from arvideo.lumos.cache import KVCache
 from arvideo.lumos.decoder import LumosDecoder
 from arvideo.lumos.masks import FrameMask
+from arvideo.lumos.rope import Positions
 from arvideo.lumos.sequence import code_slots, frame_ids, frame_length, prompt_ids, video_header
 from arvideo.lumos.vocab import Vocab
 
@@ -245,20 +247,34 @@ class Runner:
         self.positions = model.positions(ids)  # global, computed once: structure ignores code values
         self.mask = canvas.mask(model)
         self.cache: KVCache | None = model.new_cache(ids.shape[0], ids.shape[1]) if kv_cache else None
+        self.span: tuple[int, int, Positions, FrameMask] | None = None  # the columns last run
 
     def __call__(self, start: int, end: int, write: bool = False) -> torch.Tensor:
         """Final hidden states [B, end - start, d] of columns [start, end), given all columns before.
 
         With the cache, columns before `start` must be committed; `write` commits [start, end).
         Without it, everything up to `end` is recomputed and nothing is kept.
+        The forward runs in inference mode (no autograd bookkeeping per operator): its result is
+        only read, and the yielded codes are made outside it.
         """
         ids = self.canvas.ids
-        if self.cache is None:
-            hidden = self.model(ids[:, :end], self.positions.slice(0, end), self.mask.slice(0, end))
-            return hidden[:, start:]  # [B, end - start, d]
-        assert self.cache.length == start, f"cache holds {self.cache.length} columns, chunk starts at {start}"
-        pos, mask = self.positions.slice(start, end), self.mask.slice(start, end)
-        return self.model(ids[:, start:end], pos, mask, self.cache, write)  # [B, end - start, d]
+        first = start if self.cache is not None else 0  # first column of the forward
+        pos, mask = self.inputs(first, end)
+        with torch.inference_mode():
+            if self.cache is None:
+                return self.model(ids[:, :end], pos, mask)[:, start:]  # [B, end - start, d]
+            assert self.cache.length == start, (
+                f"cache holds {self.cache.length} columns, chunk starts at {start}"
+            )
+            return self.model(ids[:, start:end], pos, mask, self.cache, write)  # [B, end - start, d]
+
+    def inputs(self, start: int, end: int) -> tuple[Positions, FrameMask]:
+        """Global positions and mask of columns [start, end): the same objects while the columns
+        repeat (every step of a frame), so the model builds its RoPE tables and attention mask
+        from them once per frame instead of once per step."""
+        if self.span is None or self.span[:2] != (start, end):
+            self.span = start, end, self.positions.slice(start, end), self.mask.slice(start, end)
+        return self.span[2:]
 
     def commit(self, f: int, pattern: torch.Tensor) -> None:
         """Frame f enters the history: its body masked by `pattern` in the canvas and the cache."""

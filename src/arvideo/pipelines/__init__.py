@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin"
 BUILTIN_MODELS = {"shapes": "lumos-shapes", "arlon-shapes": "arlon-shapes"}  # builtin:NAME -> folder
+BUILTIN_RECIPES = {  # builtin:NAME -> the command that builds it from a source checkout
+    "shapes": "python -m arvideo.train.builtin",  # docs/training.md §7
+    "arlon-shapes": "scripts/build_builtin_arlon.sh",  # docs/arlon.md, training recipe
+}
 
 
 def model_folder(name_or_path: str | os.PathLike) -> Path:
@@ -37,8 +41,9 @@ def model_folder(name_or_path: str | os.PathLike) -> Path:
     folder = BUILTIN_DIR / BUILTIN_MODELS[key]
     if not any((folder / name).is_file() for name in ("config.json", "arvideo.json")):
         raise ArvideoError(
-            f"the built-in model {name!r} is not in this install ({folder} is missing); "
-            f"train one (docs/training.md) and pass its folder with --model PATH / load(PATH)"
+            f"the built-in model {name!r} is not in this install ({folder} is missing); build it with "
+            f"`{BUILTIN_RECIPES[key]}` in a source checkout, or pass a trained model folder with "
+            f"--model PATH / load(PATH)"
         )
     return folder
 

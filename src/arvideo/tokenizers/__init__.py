@@ -1,6 +1,6 @@
 """Visual and text tokenizers, and the one place that turns a name or a folder into a tokenizer.
 
-tok = load_tokenizer("builtin:shapes")          # or a model folder, or a Cosmos DV folder
+tok = load_tokenizer("builtin:shapes")          # or a model folder, a Cosmos DV folder, an ARLON folder
 ids = tok.encode(video)                         # uint8 [B, 3, T, H, W] -> [B, T', H/8, W/8]
 video = tok.decode(ids)                         # -> [B, 3, 1 + 4(T'-1), H, W] in [-1, 1]
 text = load_text_tokenizer("builtin:shapes")    # or a tokenizer.json / Chameleon text_tokenizer.json
@@ -60,7 +60,8 @@ def builtin_path(name: str, table: dict[str, str]) -> Path:
 
 
 def load_tokenizer(name_or_path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
-    """`builtin:NAME`, an arvideo tokenizer folder, or a Cosmos DV folder -> a `VideoTokenizer`."""
+    """`builtin:NAME`, an arvideo tokenizer folder, a Cosmos DV folder, or an ARLON folder (its
+    VAE + fine VQ-VAE, the AR stage's tokenizer) -> a `VideoTokenizer`."""
     if str(name_or_path).startswith("builtin:"):
         folder = builtin_path(str(name_or_path), BUILTIN_VIDEO)
     else:
@@ -72,9 +73,15 @@ def load_tokenizer(name_or_path: str | Path, device: str | torch.device = "cpu")
     config = folder / "config.json"
     if config.is_file() and json.loads(config.read_text()).get("kind") == MODEL_KIND:
         return CausalVideoTokenizer.from_folder(folder).to(device)
+    # imported here, not at the top: arvideo.arlon.tokenizer imports this package
+    from arvideo.arlon.tokenizer import ArlonTokenizer, is_arlon_tokenizer_folder
+
+    if is_arlon_tokenizer_folder(folder):
+        return ArlonTokenizer.from_folder(folder, device)
     raise ArvideoError(
         f"{folder} is not a tokenizer folder: expected config.json (kind {MODEL_KIND!r}) + "
-        f"model.safetensors, or a Cosmos folder with encoder.jit + decoder.jit"
+        f"model.safetensors, a Cosmos folder with encoder.jit + decoder.jit, or an ARLON folder "
+        f"with vae/ + fine_vq/"
     )
 
 

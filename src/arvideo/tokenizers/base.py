@@ -62,6 +62,23 @@ def check_size(height: int, width: int, factor: int) -> None:
             )
 
 
+class CompressionMixin:
+    """`latent_frames`, `pixel_frames` and `check_size` from the class's own compression factors,
+    so every tokenizer answers them by the same rule and with the same errors."""
+
+    temporal_compression: int
+    spatial_compression: int
+
+    def latent_frames(self, n_frames: int) -> int:
+        return latent_frames(n_frames, self.temporal_compression)
+
+    def pixel_frames(self, n_latent: int) -> int:
+        return pixel_frames(n_latent, self.temporal_compression)
+
+    def check_size(self, height: int, width: int) -> None:
+        check_size(height, width, self.spatial_compression)
+
+
 def video_to_float(video: torch.Tensor, spatial_compression: int) -> torch.Tensor:
     """Check a [B, 3, T, H, W] video and bring it to float32 in [-1, 1] (uint8 is scaled)."""
     if video.ndim != 5 or video.shape[1] != 3:

@@ -97,7 +97,7 @@ def cosmos_preprocess(frames: torch.Tensor, target_size: int = 352) -> torch.Ten
     return (fitted.permute(3, 0, 1, 2).float() / 255 * 2 - 1)[None]  # [1, 3, T, h, w]
 
 
-class CosmosTokenizer:
+class CosmosTokenizer(base.CompressionMixin):
     """A Cosmos DV tokenizer folder behind the `VideoTokenizer` API (ids = Cosmos FSQ indices)."""
 
     temporal_compression = 4
@@ -126,15 +126,6 @@ class CosmosTokenizer:
             )
         self.fsq = FSQ(COSMOS_LEVELS)
 
-    def latent_frames(self, n_frames: int) -> int:
-        return base.latent_frames(n_frames, self.temporal_compression)
-
-    def pixel_frames(self, n_latent: int) -> int:
-        return base.pixel_frames(n_latent, self.temporal_compression)
-
-    def check_size(self, height: int, width: int) -> None:
-        base.check_size(height, width, self.spatial_compression)
-
     def preprocess(self, frames: torch.Tensor, target_size: int = 352) -> torch.Tensor:
         return cosmos_preprocess(frames, target_size)
 
@@ -149,7 +140,8 @@ class CosmosTokenizer:
                 f"expected {len(COSMOS_LEVELS)}-channel codes, got {out.shape}"
             )
             out = self.fsq.codes_to_ids(out.float().movedim(1, -1))
-        expected = (x.shape[0], self.latent_frames(x.shape[2]), x.shape[3] // 8, x.shape[4] // 8)
+        sc = self.spatial_compression
+        expected = (x.shape[0], self.latent_frames(x.shape[2]), x.shape[3] // sc, x.shape[4] // sc)
         assert tuple(out.shape) == expected, (
             f"Cosmos encoder returned {tuple(out.shape)}, expected {expected}"
         )

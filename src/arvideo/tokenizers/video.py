@@ -168,7 +168,7 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(self.blocks(self.conv_in(z)))))
 
 
-class CausalVideoTokenizer(nn.Module):
+class CausalVideoTokenizer(base.CompressionMixin, nn.Module):
     """Trainable causal FSQ video tokenizer; `encode`/`decode` implement `VideoTokenizer`."""
 
     def __init__(self, config: CausalTokenizerConfig | None = None):
@@ -193,16 +193,6 @@ class CausalVideoTokenizer(nn.Module):
             if isinstance(module, ResBlock):
                 nn.init.zeros_(module.conv2.conv.weight)
         nn.init.zeros_(self.decoder.conv_out.conv.weight)
-
-    # -- frame rule and checks (shared with every tokenizer) --
-    def latent_frames(self, n_frames: int) -> int:
-        return base.latent_frames(n_frames, self.temporal_compression)
-
-    def pixel_frames(self, n_latent: int) -> int:
-        return base.pixel_frames(n_latent, self.temporal_compression)
-
-    def check_size(self, height: int, width: int) -> None:
-        base.check_size(height, width, self.spatial_compression)
 
     # -- patchify --
     def _patchify(self, x: torch.Tensor) -> torch.Tensor:

@@ -128,8 +128,10 @@ class RunConfig:
         "task options, validated by the task (e.g. masking for lumos)", default_factory=dict
     )
     seed: int = _doc("seed for init, data order and per-rank generators (rank r uses seed + r)", default=0)
-    precision: Literal["fp32", "bf16"] = _doc(
-        "fp32, or bf16 autocast over fp32 master weights", default="fp32"
+    precision: Literal["fp32", "bf16", "auto"] = _doc(
+        "fp32, bf16 autocast over fp32 master weights, or auto: bf16 where a bf16 matmul measured"
+        " at start-up is faster than fp32 (GPUs, CPUs with AMX/AVX512-BF16), else fp32",
+        default="fp32",
     )
     data: DataConfig = _doc("training data")
     optim: OptimConfig = _doc("optimizer and LR schedule", default_factory=OptimConfig)

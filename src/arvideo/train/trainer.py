@@ -39,7 +39,7 @@ from arvideo.train.checkpoint import Checkpointer, latest_checkpoint
 from arvideo.train.config import RunConfig, load_config, to_dict
 from arvideo.train.data import ShardDataset, StepStream, eval_batches
 from arvideo.train.distributed import Dist, all_reduce_sum, destroy_distributed, init_distributed
-from arvideo.train.metrics import MetricsLog, measure_peak_flops
+from arvideo.train.metrics import MetricsLog, bf16_pays, measure_peak_flops
 from arvideo.train.optim import build_optimizer, clip_grads_, grad_norm, lr_at, scale_grads_
 from arvideo.train.parallelize import parallelize, unwrap
 from arvideo.train.task import LossOutput, Task, build_task
@@ -87,6 +87,7 @@ class Trainer:
         self.config, self.task, self.dist = config, task, dist or Dist()
         self.out_dir = Path(config.out_dir)
         self._prepare_out_dir(resume, overwrite)
+        self.bf16 = self._use_bf16()
         # 1. model: the same init on every rank, without disturbing the global RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -122,17 +123,18 @@ class Trainer:
                 name: MetricsLog(self.out_dir, name, self.step if resume else None, config.log.tensorboard)
                 for name in ("log", "eval")
             }
-        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
         self.peak_flops = config.log.peak_flops or float(
             all_reduce_sum(torch.tensor(measure_peak_flops(self.dist.device, dtype), device=self.dist.device))
             / self.dist.world_size
         )
         n_params = sum(p.numel() for p in unwrap(self.model).parameters())
         logger.info(
-            "%s: %.2fM parameters, %d ranks, peak %.1f GFLOP/s per rank",
+            "%s: %.2fM parameters, %d ranks, %s, peak %.1f GFLOP/s per rank",
             config.kind,
             n_params / 1e6,
             self.dist.world_size,
+            "bf16 autocast" if self.bf16 else "fp32",
             self.peak_flops / 1e9,
         )
 
@@ -162,10 +164,15 @@ class Trainer:
             self.model.set_requires_gradient_sync(enabled)
         yield
 
+    def _use_bf16(self) -> bool:
+        """Resolve `precision`; with `auto` every rank measures and bf16 is used only if all agree."""
+        if self.config.precision != "auto":
+            return self.config.precision == "bf16"
+        votes = torch.tensor(float(bf16_pays(self.dist.device)), device=self.dist.device)
+        return bool(all_reduce_sum(votes) == self.dist.world_size)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(
-            self.dist.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
-        )
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _forward(self, dataset: ShardDataset, items: np.ndarray, generator: torch.Generator) -> LossOutput:
         batch = self.task.collate([dataset[int(i)] for i in items], generator)
