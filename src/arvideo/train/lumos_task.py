@@ -279,8 +279,7 @@ class ShapesBenchEval:
         self.fps = round(float(np.median(ShardDataset(shards).fps)))  # the header the model was trained on
 
     def run(self, decoder: LumosDecoder) -> dict[str, float]:
-        from arvideo.eval import first_frame, score_case
-        from arvideo.eval.shapesbench import build_report
+        from arvideo.eval import Suite, evaluate_pipeline
         from arvideo.pipelines.lumos import LumosPipeline, PipelineConfig
         from arvideo.tokenizers import load_tokenizer
 
@@ -291,12 +290,9 @@ class ShapesBenchEval:
         config = PipelineConfig(prompt="caption", fps=self.fps, steps=o.steps, cfg=o.cfg, image_cfg=o.cfg,
                                 history_ratio=o.history_ratio)  # fmt: skip
         pipe = LumosPipeline(decoder, self.tokenizers[device], self.text_tokenizer, config)
-        entries = []
-        for case in self.cases:
-            image = first_frame(case) if case.task == "i2v" else None
-            video = pipe(case.prompt, image, frames=case.n_frames, size=(case.size, case.size), seed=o.seed)
-            entries.append(score_case(case, video.frames))
-        report = build_report(entries, self.cases, o.suite, subset=True)
+        # the handful as a suite of its own, reported as what it is drawn from: the suite's subset
+        handful = Suite(o.suite, tuple(self.cases), subset_ids=tuple(c.id for c in self.cases))
+        report = evaluate_pipeline(pipe, handful, subset=True, seed=o.seed)
         results = {"shapesbench": report["overall"]["score"]}
         for task, summary in report["tasks"].items():
             results[f"shapesbench_{task}"] = summary["score"]
