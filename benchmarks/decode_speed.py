@@ -5,7 +5,8 @@
     the video grows (with the cache it should stay flat: the slope is printed);
 (c) achieved FLOP/s of the parallel-decoding forward passes vs a matmul of the shape of the
     model's largest GEMM ([rows of one forward, d] x [d, ffn]), repeated right after every forward
-    until it has done as many FLOPs, so that both see the same machine load.
+    until it has done as many FLOPs, so that both see the same machine load; measured on several
+    videos, the one with the median ratio is printed (one video moves by several points).
 
 The model is the `small` training preset (the CPU-sized shapes model) with the compact vocabulary
 of the built-in tokenizers (512 text ids, 2,560 codes), generating 64x64 videos of 17 frames
@@ -119,6 +120,21 @@ class ForwardMeter:
         for h in self.handles:
             h.remove()
 
+    @property
+    def ratio(self) -> float:
+        """FLOP/s of the forwards over the FLOP/s of the reference matmul."""
+        return (self.flops / self.seconds) / (self.matmul_flops / self.matmul_seconds)
+
+
+def metered_video(
+    model: LumosDecoder, args: argparse.Namespace, config: SamplerConfig
+) -> tuple[ForwardMeter, float]:
+    """The forward meter of one decoded video, and its decoding time without the reference matmuls."""
+    meter = ForwardMeter(model)
+    total = sum(frame_times(model, args.frames, args.grid, config)) - meter.matmul_seconds
+    meter.remove()
+    return meter, total
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -133,6 +149,9 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 runs one branch)")
     parser.add_argument("--long", type=int, default=14, help="latent frames for the growth curve (b)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing in (a), the best is kept")
+    parser.add_argument(
+        "--flop-videos", type=int, default=5, help="videos measured in (c), the median ratio is printed"
+    )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)"
     )
@@ -185,20 +204,22 @@ def main() -> None:
     print(f"  whole video: recompute / cached = {sum(recomputed) / sum(cached):.2f}x; "
           f"last frame: {recomputed[-1] / cached[-1]:.2f}x")  # fmt: skip
 
-    # (c) FLOP/s of the parallel forwards vs the matmul timed after each of them
-    meter = ForwardMeter(model)
-    total = sum(frame_times(model, args.frames, args.grid, parallel)) - meter.matmul_seconds
-    meter.remove()
+    # (c) FLOP/s of the parallel forwards vs the matmul timed after each of them, median video
+    runs = sorted(
+        (metered_video(model, args, parallel) for _ in range(args.flop_videos)), key=lambda r: r[0].ratio
+    )
+    meter, total = runs[len(runs) // 2]
     achieved = meter.flops / meter.seconds
     reference = meter.matmul_flops / meter.matmul_seconds
-    print("\n(c) FLOP/s of the parallel-decoding forward passes")
+    print(f"\n(c) FLOP/s of the parallel-decoding forward passes (the median of {len(runs)} videos by ratio)")
     share = 100 * meter.attention_flops / meter.flops
     print(f"  forwards: {meter.calls}, {meter.seconds:.2f} s of {total:.2f} s decoding, "
           f"{meter.flops / 1e9:.1f} GFLOP ({share:.0f}% attention); rows {sorted(meter.rows)}")  # fmt: skip
     print(f"  achieved {achieved / 1e9:6.1f} GFLOP/s")
     shape = f"[rows, {c.hidden_size}] x [{c.hidden_size}, {c.intermediate_size}]"
     print(f"  matmul {shape}, as many FLOPs after each forward: {reference / 1e9:6.1f} GFLOP/s")
-    print(f"  ratio {100 * achieved / reference:.0f}% (target >= 50%)")
+    low, high = (100 * run[0].ratio for run in (runs[0], runs[-1]))
+    print(f"  ratio {100 * meter.ratio:.0f}% ({low:.0f}%-{high:.0f}% over the videos; target >= 50%)")
     shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in op_shares(model, args, parallel).items())
     print(f"  operator time of one decoded video (torch profiler): {shares}")
 

@@ -32,10 +32,13 @@ def test_written_files_get_umask_permissions(tmp_path):
             tmp.write_text("x")
         with atomic_write(tmp_path / "d", is_dir=True) as tmp:
             (tmp / "x").write_text("x")
+            (tmp / "private").write_text("x")
+            os.chmod(tmp / "private", 0o600)  # as safetensors writes its files
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "private").stat().st_mode) == 0o644
 
 
 def test_directory_overwrite_replaces_whole_folder(tmp_path):

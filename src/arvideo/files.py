@@ -49,8 +49,12 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False, is_dir: bool 
         tmp = Path(name)
     try:
         yield tmp
-        # mkstemp/mkdtemp create private (0600/0700) entries; give the result ordinary permissions.
+        # mkstemp/mkdtemp create private (0600/0700) entries, and so do some writers (safetensors):
+        # give the result ordinary permissions.
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
+        if is_dir:
+            for entry in tmp.rglob("*"):
+                os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~_umask())
         if is_dir and path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -54,7 +54,7 @@ class FrameMask:
         see at most (m <= n_keys), and the additive mask [B, 1, rows, m] (0 = may attend, -inf not),
         None if every row sees all m keys.
 
-        Every layer of a forward asks the same. When the rows are all the rows (every decoding
+        All layers of a forward ask for the same rows. When they are all the rows (every decoding
         forward), the answer is kept on this mask for all of them and for the next forward that
         passes the same object; a long input's chunks are built at each call, so no more than one
         chunk's mask is ever alive.
@@ -111,7 +111,8 @@ def attend(
 ) -> torch.Tensor:
     """Masked attention of q [B, H, Lq, D] over k, v [B, KV, Lk, D] (GQA when KV < H).
 
-    Query rows are processed `chunk` at a time; each chunk sees keys [0, max limit of the chunk].
+    Query rows are processed `chunk` at a time; each chunk sees the keys up to the largest limit of
+    its rows, or up to the last key if that comes first (next-token decoding stops inside a frame).
     """
     length = q.shape[2]
     gqa = k.shape[1] != q.shape[1]
