@@ -55,7 +55,10 @@ def builtin_path(name: str, table: dict[str, str]) -> Path:
         )
     folder = BUILTIN_DIR / table[key]
     if not folder.is_dir():
-        raise ArvideoError(f"built-in {name!r} is missing from this install ({folder}); reinstall arvideo")
+        raise ArvideoError(
+            f"built-in {name!r} is missing from this install ({folder}); in a source checkout train it"
+            f" with `arvideo train configs/{table[key]}.yaml` and copy its model folder there"
+        )
     return folder
 
 

@@ -1,7 +1,7 @@
 """Training of the built-in tokenizers: the causal FSQ video tokenizer and the caption BPE.
 
-`arvideo train tokenizer CONFIG` reads a YAML or JSON file into `VideoTrainConfig` (or
-`BpeTrainConfig` when `kind: bpe`). Video training renders shapes clips on the fly from a seeded
+`arvideo train CONFIG` with a config of kind `video` or `bpe` reads it (YAML or JSON) into
+`VideoTrainConfig` or `BpeTrainConfig`. Video training renders shapes clips on the fly from a seeded
 numpy Generator (no files), trains with L1 + L2 + an edge loss (L1 between the spatial gradients
 of reconstruction and target, which keeps the flat shapes' borders sharp; no learned perceptual
 network), shows progress and the loss, writes an atomic checkpoint every `checkpoint_every`
@@ -10,7 +10,7 @@ steps (model, optimizer, step, data RNG) and resumes from it exactly.
 Run folder `out`: `checkpoint/` (latest training state), `model/` (the final model folder),
 `metrics.json` (held-out PSNR and codebook usage of the final model).
 
-    arvideo train tokenizer configs/tokenizer-shapes.yaml           # -> runs/tokenizer-shapes/model
+    arvideo train configs/tokenizer-shapes.yaml           # -> runs/tokenizer-shapes/model
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def _log_eval(model: CausalVideoTokenizer, heldout: torch.Tensor, step: int) -> 
 
 
 def train_from_config(path: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Entry point of `arvideo train tokenizer CONFIG`: dispatch on the config's `kind`."""
+    """Entry point of `arvideo train CONFIG` for tokenizer kinds: dispatch on the config's `kind`."""
     cfg = load_train_config(path)
     if isinstance(cfg, BpeTrainConfig):
         from arvideo.tokenizers.text import train_shapes_bpe
