@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import arvideo
+from arvideo import pipelines
 from arvideo.cli import main
 from arvideo.errors import ArvideoError
 from arvideo.io import Video
@@ -72,8 +73,9 @@ def first_frame(tmp_path) -> Path:
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def test_load_is_exported_and_missing_builtin_is_explained():
+def test_load_is_exported_and_missing_builtin_is_explained(tmp_path, monkeypatch):
     assert arvideo.load is load
+    monkeypatch.setattr(pipelines, "BUILTIN_DIR", tmp_path)  # an install without built-in models
     with pytest.raises(ArvideoError, match="not in this install"):
         arvideo.load("builtin:shapes")
     with pytest.raises(ArvideoError, match="unknown built-in model"):
@@ -240,6 +242,7 @@ def test_cli_bad_arguments_fail_on_one_line_and_write_nothing(
     model_dir, tmp_path, capsys, monkeypatch, extra, message
 ):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipelines, "BUILTIN_DIR", tmp_path / "builtin")  # an install without built-in models
     code = main(
         ["-q", "generate", CAPTIONS[0], "--model", str(model_dir), "--steps", "1", "--out", "o.mp4", *extra]
     )
