@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-import arvideo.eval
+import arvideo.eval.run
 from arvideo.cli import main
 from arvideo.data.folder import read_captions
 from arvideo.errors import ArvideoError
@@ -60,7 +60,7 @@ def test_shapes_to_tokens_to_a_trained_lumos_folder(tmp_path, monkeypatch):
         "log": {"peak_flops": 1e10},
     }))  # fmt: skip
     scored = []  # what the in-training evaluation generated, per case
-    monkeypatch.setattr(arvideo.eval, "score_case", lambda case, video: scored.append((case, video)) or
+    monkeypatch.setattr(arvideo.eval.run, "score_case", lambda case, video: scored.append((case, video)) or
                         arvideo.eval.metrics.score_case(case, video))  # fmt: skip
     assert main(["-q", "train", str(config)]) == 0
     assert main(["-q", "train", str(config)]) == 2  # refuses to clobber the finished run

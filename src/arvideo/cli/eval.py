@@ -33,6 +33,11 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", action="store_true", help="only the CI subset (every 4th case of each task)")
 
 
+def _report_args(p: argparse.ArgumentParser, overwrite_help: str) -> None:
+    p.add_argument("--report", default=None, help="write the full JSON report (per case, per metric) here")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser("eval", help="score generated media (ShapesBench)")
     benches = ev.add_subparsers(dest="eval_command", metavar="BENCH", required=True)
@@ -45,8 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("media_dir", metavar="MEDIA_DIR", help="folder with one file per case, named by case id")
     _suite_args(p)
-    p.add_argument("--report", default=None, help="write the full JSON report (per case, per metric) here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report file")
+    _report_args(p, "replace an existing report file")
     p.set_defaults(func=run_shapesbench)
 
     p = benches.add_parser(
@@ -62,8 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", help="guidance scale of images and videos (default: the model's)")
     p.add_argument("--seed", default="0", help="random seed of every case (default 0)")
     p.add_argument("--out", help="also write the media here as <case id>.png|.mp4 (a new folder)")
-    p.add_argument("--report", default=None, help="write the full JSON report (per case, per metric) here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report file or media folder")
+    _report_args(p, "replace an existing report file or media folder")
     p.set_defaults(func=run_model)
 
     p = benches.add_parser(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arvideo.errors import ArvideoError
+from arvideo.eval.metrics import score_case
 from arvideo.eval.shapesbench import build_report
 from arvideo.eval.suite import TASKS, Case, Suite, first_frame, load_suite
 from arvideo.files import atomic_write
@@ -99,9 +100,6 @@ def _shape(case: Case) -> dict[str, Any]:
 
 def _score(case: Case, video: Video, folder: Path | None) -> dict[str, Any]:
     """The case's report entry; with a folder, of its media file as written and read back."""
-    # resolved per call in the package, where callers (and tests) see the scorer
-    from arvideo.eval import score_case
-
     if folder is None:
         return score_case(case, video.frames)
     path = video.save(folder / f"{case.id}{'.png' if case.task == 't2i' else '.mp4'}")
