@@ -175,21 +175,21 @@ def test_bf16_autocast_tracks_fp32(tmp_path, shards):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
 
 
-@pytest.mark.parametrize("pays", [True, False])
-def test_auto_precision_follows_the_measured_bf16_speed(tmp_path, shards, monkeypatch, pays):
-    monkeypatch.setattr("arvideo.train.trainer.bf16_pays", lambda device: pays)
-    cfg = make_config(tmp_path / "run", shards, steps=1, precision="auto")
-    assert Trainer(cfg, ToyTask(cfg)).bf16 is pays
+@pytest.mark.parametrize("bf16_speed", [3.0, 200.0])  # AVX2-only CPU (emulated bf16) / AMX or GPU
+def test_auto_precision_follows_the_measured_bf16_speed(tmp_path, shards, monkeypatch, bf16_speed):
+    speeds = {torch.float32: 100.0, torch.bfloat16: bf16_speed}
+    calls = []
 
+    def measure(device, dtype, seconds=0.5):
+        calls.append(dtype)
+        return speeds[dtype]
 
-def test_bf16_pays_compares_measured_matmuls(monkeypatch):
-    from arvideo.train import metrics
-
-    speeds = {torch.float32: 100.0, torch.bfloat16: 3.0}  # an AVX2-only CPU: bf16 emulated
-    monkeypatch.setattr(metrics, "measure_peak_flops", lambda device, dtype, seconds: speeds[dtype])
-    assert not metrics.bf16_pays(torch.device("cpu"))
-    speeds[torch.bfloat16] = 200.0  # AMX / AVX512-BF16 / GPU
-    assert metrics.bf16_pays(torch.device("cpu"))
+    monkeypatch.setattr("arvideo.train.trainer.measure_peak_flops", measure)
+    cfg = make_config(tmp_path / "run", shards, steps=1, precision="auto", log__peak_flops=None)
+    trainer = Trainer(cfg, ToyTask(cfg))
+    assert trainer.bf16 is (bf16_speed > 100.0)
+    assert trainer.peak_flops == max(speeds.values())  # MFU against the dtype in use
+    assert sorted(calls, key=str) == sorted(speeds, key=str)  # each dtype measured once
 
 
 @pytest.mark.slow

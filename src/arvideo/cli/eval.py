@@ -13,6 +13,7 @@ import argparse
 import logging
 import time
 
+from arvideo.cli.values import optional_number
 from arvideo.eval import (
     evaluate,
     evaluate_pipeline,
@@ -103,16 +104,15 @@ def run_shapesbench(args: argparse.Namespace) -> int:
 
 
 def run_model(args: argparse.Namespace) -> int:
-    from arvideo.cli.generate import _number
     from arvideo.pipelines import load
 
     suite = load_suite(args.suite)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     select_cases(suite, args.subset, tasks)  # fail on a bad task before the model loads
     options = dict(
-        steps=_number(args.steps, "--steps", int),
-        cfg=_number(args.cfg, "--cfg", float),
-        seed=_number(args.seed, "--seed", int),
+        steps=optional_number(args.steps, "--steps", int),
+        cfg=optional_number(args.cfg, "--cfg", float),
+        seed=optional_number(args.seed, "--seed", int),
     )
     for path in (args.report, args.out):
         if path:

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.tokenizer import _parse_size
+from arvideo.cli.values import optional_number, parse_size
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -57,33 +57,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_generate)
 
 
-def _number(text: str | None, flag: str, kind: type):
-    """Parse an optional numeric flag, reporting a bad value on one line."""
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ArvideoError(f"`{flag}` must be {what}, got {text!r}") from None
-
-
 def run_generate(args: argparse.Namespace) -> int:
     from arvideo.files import check_writable
     from arvideo.io import WRITE_SUFFIXES
     from arvideo.pipelines import load
 
     options = dict(
-        frames=_number(args.frames, "--frames", int),
-        seconds=_number(args.seconds, "--seconds", float),
-        fps=_number(args.fps, "--fps", int),
-        size=_parse_size(args.size) if args.size else None,
-        steps=_number(args.steps, "--steps", int),
-        cfg=_number(args.cfg, "--cfg", float),
-        seed=_number(args.seed, "--seed", int),
-        temperature=_number(args.temperature, "--temperature", float),
-        top_k=_number(args.top_k, "--top-k", int),
-        history_ratio=_number(args.history_ratio, "--history-ratio", float),
+        frames=optional_number(args.frames, "--frames", int),
+        seconds=optional_number(args.seconds, "--seconds", float),
+        fps=optional_number(args.fps, "--fps", int),
+        size=parse_size(args.size) if args.size else None,
+        steps=optional_number(args.steps, "--steps", int),
+        cfg=optional_number(args.cfg, "--cfg", float),
+        seed=optional_number(args.seed, "--seed", int),
+        temperature=optional_number(args.temperature, "--temperature", float),
+        top_k=optional_number(args.top_k, "--top-k", int),
+        history_ratio=optional_number(args.history_ratio, "--history-ratio", float),
         official_quirks=args.official_quirks,
     )
     pipe = load(args.model, tokenizer=args.tokenizer, text_tokenizer=args.text_tokenizer)

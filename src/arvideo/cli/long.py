@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.generate import _number
+from arvideo.cli.values import optional_number
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,12 @@ def run_long(args: argparse.Namespace) -> int:
         raise ArvideoError(f"cannot write {out.name!r}: use a {' or '.join(LONG_SUFFIXES)} file name")
     check_writable(out, args.overwrite)
     options = dict(
-        segments=_number(args.segments, "--segments", int),
-        steps=_number(args.steps, "--steps", int),
-        cfg=_number(args.cfg, "--cfg", float),
-        ar_steps=_number(args.ar_steps, "--ar-steps", int),
-        ar_cfg=_number(args.ar_cfg, "--ar-cfg", float),
-        seed=_number(args.seed, "--seed", int),
+        segments=optional_number(args.segments, "--segments", int),
+        steps=optional_number(args.steps, "--steps", int),
+        cfg=optional_number(args.cfg, "--cfg", float),
+        ar_steps=optional_number(args.ar_steps, "--ar-steps", int),
+        ar_cfg=optional_number(args.ar_cfg, "--ar-cfg", float),
+        seed=optional_number(args.seed, "--seed", int),
         use_ar=not args.no_ar,
         decoding=args.decoding,
     )

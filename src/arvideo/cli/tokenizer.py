@@ -14,6 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from arvideo.cli.values import parse_size
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -56,16 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_detokenize)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ArvideoError(f"--size must look like WIDTHxHEIGHT (e.g. 64x64), got {text!r}") from None
-    if width < 1 or height < 1:
-        raise ArvideoError(f"--size must be positive, got {text!r}")
-    return width, height
-
-
 def run_tokenize(args: argparse.Namespace) -> int:
     from arvideo.files import check_writable
     from arvideo.io import Video, read_video
@@ -79,7 +70,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
     video = read_video(args.video)
     n_frames, height, width = video.frames.shape[:3]
     if args.size:
-        size = _parse_size(args.size)
+        size = parse_size(args.size)
     elif isinstance(tok, CosmosTokenizer):
         size = pick_bucket(width, height, args.target)
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from arvideo.cli.tokenizer import _parse_size
+from arvideo.cli.values import parse_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +81,7 @@ def run_tokenize_data(args: argparse.Namespace) -> int:
         args.tokenizer,
         args.text_tokenizer,
         frames=args.frames,
-        size=_parse_size(args.size) if args.size else None,
+        size=parse_size(args.size) if args.size else None,
         shard_size=args.shard_size,
         workers=args.workers,
         overwrite=args.overwrite,

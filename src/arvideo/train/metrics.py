@@ -101,12 +101,10 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype, seconds: float 
 BF16_MIN_SPEEDUP = 1.2  # bf16 autocast also costs casts; below this gain fp32 is as fast
 
 
-def bf16_pays(device: torch.device) -> bool:
-    """Whether a bf16 matmul here beats fp32 by BF16_MIN_SPEEDUP, measured, not guessed.
+def bf16_pays(fp32_flops: float, bf16_flops: float) -> bool:
+    """Whether a measured bf16 matmul beats fp32 by BF16_MIN_SPEEDUP: measured, not guessed.
 
     CPUs with AMX or AVX512-BF16 run bf16 matmuls ~2x faster than fp32; CPUs with only AVX2
     (e.g. many AMD EPYC and laptop chips) emulate them and run bf16 autocast ~40x slower.
     """
-    fp32 = measure_peak_flops(device, torch.float32, seconds=0.2)
-    bf16 = measure_peak_flops(device, torch.bfloat16, seconds=0.2)
-    return bf16 >= BF16_MIN_SPEEDUP * fp32
+    return bf16_flops >= BF16_MIN_SPEEDUP * fp32_flops

@@ -87,7 +87,7 @@ class Trainer:
         self.config, self.task, self.dist = config, task, dist or Dist()
         self.out_dir = Path(config.out_dir)
         self._prepare_out_dir(resume, overwrite)
-        self.bf16 = self._use_bf16()
+        self.bf16, self.peak_flops = self._precision_and_peak()
         # 1. model: the same init on every rank, without disturbing the global RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -116,18 +116,13 @@ class Trainer:
             logger.info("resumed from %s at step %d", latest, self.step)
         elif resume:
             logger.info("no checkpoint in %s: starting from step 0", self.checkpointer.root)
-        # 4. logs and the MFU denominator
+        # 4. logs
         self.logs = None
         if self.dist.is_main:
             self.logs = {
                 name: MetricsLog(self.out_dir, name, self.step if resume else None, config.log.tensorboard)
                 for name in ("log", "eval")
             }
-        dtype = torch.bfloat16 if self.bf16 else torch.float32
-        self.peak_flops = config.log.peak_flops or float(
-            all_reduce_sum(torch.tensor(measure_peak_flops(self.dist.device, dtype), device=self.dist.device))
-            / self.dist.world_size
-        )
         n_params = sum(p.numel() for p in unwrap(self.model).parameters())
         logger.info(
             "%s: %.2fM parameters, %d ranks, %s, peak %.1f GFLOP/s per rank",
@@ -164,12 +159,29 @@ class Trainer:
             self.model.set_requires_gradient_sync(enabled)
         yield
 
-    def _use_bf16(self) -> bool:
-        """Resolve `precision`; with `auto` every rank measures and bf16 is used only if all agree."""
-        if self.config.precision != "auto":
-            return self.config.precision == "bf16"
-        votes = torch.tensor(float(bf16_pays(self.dist.device)), device=self.dist.device)
-        return bool(all_reduce_sum(votes) == self.dist.world_size)
+    def _precision_and_peak(self) -> tuple[bool, float]:
+        """Resolve `precision` and the MFU denominator, measuring each matmul dtype at most once.
+
+        With `auto` every rank measures and bf16 is used only if all agree it pays; the peak is
+        the mean over ranks of the chosen dtype's matmul FLOP/s (or `log.peak_flops` if set).
+        """
+        device, world = self.dist.device, self.dist.world_size
+        measured: dict[torch.dtype, float] = {}
+
+        def peak(dtype: torch.dtype) -> float:
+            if dtype not in measured:
+                measured[dtype] = measure_peak_flops(device, dtype)
+            return measured[dtype]
+
+        if self.config.precision == "auto":
+            votes = torch.tensor(float(bf16_pays(peak(torch.float32), peak(torch.bfloat16))), device=device)
+            bf16 = bool(all_reduce_sum(votes) == world)
+        else:
+            bf16 = self.config.precision == "bf16"
+        if self.config.log.peak_flops:
+            return bf16, self.config.log.peak_flops
+        local = peak(torch.bfloat16 if bf16 else torch.float32)
+        return bf16, float(all_reduce_sum(torch.tensor(local, device=device)) / world)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.bf16)

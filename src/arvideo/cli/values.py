@@ -1,0 +1,27 @@
+"""Flag values that several commands parse the same way, each failing on one clear line."""
+
+from __future__ import annotations
+
+from arvideo.errors import ArvideoError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`WIDTHxHEIGHT` -> (width, height), both positive."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ArvideoError(f"--size must look like WIDTHxHEIGHT (e.g. 64x64), got {text!r}") from None
+    if width < 1 or height < 1:
+        raise ArvideoError(f"--size must be positive, got {text!r}")
+    return width, height
+
+
+def optional_number(text: str | None, flag: str, kind: type):
+    """An optional numeric flag (None when absent), parsed as `kind`."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ArvideoError(f"`{flag}` must be {what}, got {text!r}") from None
