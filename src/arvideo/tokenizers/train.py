@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ from arvideo.files import atomic_write
 from arvideo.progress import progress
 from arvideo.tokenizers.fsq import codebook_usage
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
+from arvideo.train import optim
+from arvideo.train.config import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,9 @@ def load_checkpoint(folder: Path, model, opt, cfg: VideoTrainConfig) -> tuple[in
 
 
 def lr_at(step: int, cfg: VideoTrainConfig) -> float:
-    """Linear warmup, then cosine decay to lr * min_lr_ratio."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    """The trainer's warmup + cosine schedule (train/optim.py), down to lr * min_lr_ratio."""
+    schedule = OptimConfig(lr=cfg.lr, min_lr=cfg.lr * cfg.min_lr_ratio, warmup_steps=cfg.warmup)
+    return optim.lr_at(step, schedule, cfg.steps)
 
 
 def train_video_tokenizer(cfg: VideoTrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
