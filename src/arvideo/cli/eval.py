@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 
-from arvideo.cli.values import optional_number
+from arvideo.cli.values import optional_numbers
 from arvideo.eval import (
     evaluate,
     evaluate_pipeline,
@@ -109,11 +109,7 @@ def run_model(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     select_cases(suite, args.subset, tasks)  # fail on a bad task before the model loads
-    options = dict(
-        steps=optional_number(args.steps, "--steps", int),
-        cfg=optional_number(args.cfg, "--cfg", float),
-        seed=optional_number(args.seed, "--seed", int),
-    )
+    options = optional_numbers(args, dict(steps=int, cfg=float, seed=int))
     for path in (args.report, args.out):
         if path:
             check_writable(path, args.overwrite)

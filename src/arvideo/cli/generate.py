@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.values import optional_number, parse_size
+from arvideo.cli.values import optional_numbers, parse_size
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -62,19 +62,10 @@ def run_generate(args: argparse.Namespace) -> int:
     from arvideo.io import WRITE_SUFFIXES
     from arvideo.pipelines import load
 
-    options = dict(
-        frames=optional_number(args.frames, "--frames", int),
-        seconds=optional_number(args.seconds, "--seconds", float),
-        fps=optional_number(args.fps, "--fps", int),
-        size=parse_size(args.size) if args.size else None,
-        steps=optional_number(args.steps, "--steps", int),
-        cfg=optional_number(args.cfg, "--cfg", float),
-        seed=optional_number(args.seed, "--seed", int),
-        temperature=optional_number(args.temperature, "--temperature", float),
-        top_k=optional_number(args.top_k, "--top-k", int),
-        history_ratio=optional_number(args.history_ratio, "--history-ratio", float),
-        official_quirks=args.official_quirks,
-    )
+    numbers = dict(frames=int, seconds=float, fps=int, steps=int, cfg=float, seed=int)
+    numbers.update(temperature=float, top_k=int, history_ratio=float)
+    options = optional_numbers(args, numbers)
+    options.update(size=parse_size(args.size) if args.size else None, official_quirks=args.official_quirks)
     pipe = load(args.model, tokenizer=args.tokenizer, text_tokenizer=args.text_tokenizer)
     request = pipe.check_inputs(args.prompt, args.image, **options)
 

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.values import optional_number
+from arvideo.cli.values import optional_numbers
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -60,16 +60,9 @@ def run_long(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in LONG_SUFFIXES:
         raise ArvideoError(f"cannot write {out.name!r}: use a {' or '.join(LONG_SUFFIXES)} file name")
     check_writable(out, args.overwrite)
-    options = dict(
-        segments=optional_number(args.segments, "--segments", int),
-        steps=optional_number(args.steps, "--steps", int),
-        cfg=optional_number(args.cfg, "--cfg", float),
-        ar_steps=optional_number(args.ar_steps, "--ar-steps", int),
-        ar_cfg=optional_number(args.ar_cfg, "--ar-cfg", float),
-        seed=optional_number(args.seed, "--seed", int),
-        use_ar=not args.no_ar,
-        decoding=args.decoding,
-    )
+    numbers = dict(segments=int, steps=int, cfg=float, ar_steps=int, ar_cfg=float, seed=int)
+    options = optional_numbers(args, numbers)
+    options.update(use_ar=not args.no_ar, decoding=args.decoding)
     pipe = load(args.model)
     if not isinstance(pipe, ArlonPipeline):
         raise ArvideoError(f"{args.model} is not an ARLON model; use e.g. --model builtin:arlon-shapes")

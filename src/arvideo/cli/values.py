@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from arvideo.errors import ArvideoError
 
 
@@ -25,3 +27,11 @@ def optional_number(text: str | None, flag: str, kind: type):
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ArvideoError(f"`{flag}` must be {what}, got {text!r}") from None
+
+
+def optional_numbers(args: argparse.Namespace, kinds: dict[str, type]) -> dict:
+    """The numeric flags named by their dest in `kinds` (dest -> type), each parsed or None."""
+    return {
+        name: optional_number(getattr(args, name), "--" + name.replace("_", "-"), kind)
+        for name, kind in kinds.items()
+    }
