@@ -82,6 +82,15 @@ def test_existing_run_is_not_clobbered(tmp_path, shards):
     assert checkpoint_dirs(tmp_path / "checkpoints") == []
 
 
+def test_resume_into_another_model_layout_is_a_clear_error(tmp_path, shards):
+    cfg = make_config(tmp_path, shards, steps=2, checkpoint__every=2)
+    Trainer(cfg, ToyTask(cfg)).train()
+    changed = make_config(tmp_path, shards, steps=4, checkpoint__every=2, task__n_blocks=3)
+    with pytest.raises(ArvideoError, match="does not fit this run's model and optimizer.*--overwrite"):
+        Trainer(changed, ToyTask(changed), resume=True)
+    assert [step for step, _ in checkpoint_dirs(tmp_path / "checkpoints")] == [2]  # nothing lost
+
+
 def test_interrupted_checkpoint_write_leaves_the_previous_one_intact(tmp_path, shards, monkeypatch):
     cfg = make_config(tmp_path, shards)
     trainer = Trainer(cfg, ToyTask(cfg))

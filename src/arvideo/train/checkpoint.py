@@ -147,8 +147,15 @@ class Checkpointer:
         except Exception as err:  # a foreign or damaged file: say which one
             raise ArvideoError(f"cannot read {path / STATE_FILE}: {err}") from err
         options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(model, task.load_model(path), options=options)
-        set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=options)
+        try:
+            set_model_state_dict(model, task.load_model(path), options=options)
+            set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=options)
+        except (RuntimeError, KeyError, ValueError) as err:  # another layout: older arvideo, edited config
+            message = " ".join(str(err).split())[:300]
+            raise ArvideoError(
+                f"checkpoint {path} does not fit this run's model and optimizer ({message}); "
+                "start over with --overwrite"
+            ) from err
         rng_states = state.pop("rng")
         if state["world_size"] == self.dist.world_size:
             set_rng_state(rng_states[self.dist.rank], generator)
