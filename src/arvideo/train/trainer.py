@@ -19,6 +19,7 @@ Example (CPU-sized): `arvideo train CONFIG`; on 2 processes:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import shutil
@@ -166,13 +167,7 @@ class Trainer:
         the mean over ranks of the chosen dtype's matmul FLOP/s (or `log.peak_flops` if set).
         """
         device, world = self.dist.device, self.dist.world_size
-        measured: dict[torch.dtype, float] = {}
-
-        def peak(dtype: torch.dtype) -> float:
-            if dtype not in measured:
-                measured[dtype] = measure_peak_flops(device, dtype)
-            return measured[dtype]
-
+        peak = functools.cache(lambda dtype: measure_peak_flops(device, dtype))
         if self.config.precision == "auto":
             votes = torch.tensor(float(bf16_pays(peak(torch.float32), peak(torch.bfloat16))), device=device)
             bf16 = bool(all_reduce_sum(votes) == world)
