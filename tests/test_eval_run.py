@@ -59,7 +59,7 @@ def test_every_selected_case_is_generated_once_as_its_task_asks(pipe):
     cases = [c for c in load_suite("v1").select(subset=True) if c.task != "t2v"]
     assert [e["id"] for e in report["cases"]] == [c.id for c in cases]  # 12 t2i + 8 i2v, in suite order
     assert list(report["tasks"]) == ["t2i", "i2v"] and report["subset"] and report["media_dir"] is None
-    assert report["generation"] == {"seed": 3, "steps": None, "cfg": None}
+    assert report["generation"] == {"seed": 3, "steps": None, "cfg": None, "temperature": 1.0, "top_k": None, "history_ratio": None}
     for case, entry, (prompt, image, options) in zip(cases, report["cases"], pipe.calls, strict=True):
         assert prompt == case.prompt and options["seed"] == 3 and options["size"] == (64, 64)
         if case.task == "t2i":
@@ -75,7 +75,7 @@ def test_written_media_score_the_same_when_evaluated_from_the_folder(pipe, tmp_p
     files = ["t2i-000.png", "t2v-000.mp4", "i2v-000.mp4"]  # images as PNG, videos as mp4
     assert [e["file"] for e in report["cases"]] == files
     assert sorted(p.name for p in out.iterdir()) == sorted(files)
-    assert report.pop("generation") == {"seed": 0, "steps": 1, "cfg": 1.0}
+    assert report.pop("generation") == {"seed": 0, "steps": 1, "cfg": 1.0, "temperature": 1.0, "top_k": None, "history_ratio": None}
     assert evaluate(out, suite) == report  # `arvideo eval shapesbench DIR` reads the same scores
 
     with pytest.raises(ArvideoError, match="already exists; pass --overwrite"):
@@ -109,10 +109,12 @@ def test_only_lumos_pipelines_are_run():
 def test_cli_prints_the_table_and_writes_report_and_media(bench_dir, tmp_path, capsys):
     out, path = tmp_path / "media", tmp_path / "run.json"
     args = ["-q", "eval", "run", "--model", str(bench_dir), "--subset", "--tasks", "t2i", "--steps", "1",
-            "--cfg", "1", "--seed", "4", "--out", str(out), "--report", str(path)]  # fmt: skip
+            "--cfg", "1", "--seed", "4", "--temperature", "0.5", "--top-k", "8", "--history-ratio", "0",
+            "--out", str(out), "--report", str(path)]  # fmt: skip
     assert main(args) == 0
     report = json.loads(path.read_text())
-    assert report["model"] == str(bench_dir) and report["generation"] == {"seed": 4, "steps": 1, "cfg": 1.0}
+    sampling = {"seed": 4, "steps": 1, "cfg": 1.0, "temperature": 0.5, "top_k": 8, "history_ratio": 0.0}
+    assert report["model"] == str(bench_dir) and report["generation"] == sampling
     assert len(report["cases"]) == len(list(out.glob("t2i-*.png"))) == 12
     assert capsys.readouterr().out.strip() == format_table(report)
     assert main(args) == 2  # refuses to overwrite
@@ -127,6 +129,7 @@ def test_cli_prints_the_table_and_writes_report_and_media(bench_dir, tmp_path, c
         (["--model", "no_such_folder"], "neither builtin:NAME nor an existing folder"),
         (["--steps", "two"], "`--steps` must be a whole number"),
         (["--steps", "0"], "steps must be >= 1"),
+        (["--history-ratio", "1.5"], r"history ratio must be in \[0, 1\], got 1.5"),
         (["--suite", "v0"], "unknown ShapesBench suite 'v0'"),
     ],
 )

@@ -56,10 +56,13 @@ def evaluate_pipeline(
     seed: int = 0,
     steps: int | None = None,
     cfg: float | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    history_ratio: float | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Generate and score every selected case; unset `steps` / `cfg` take the model's defaults.
+    """Generate and score every selected case; unset sampling options take the model's defaults.
 
     Every case's inputs are checked before the first one is generated, so a bad setting fails
     at once rather than after an hour; `out_dir` is refused if it exists, unless `overwrite`.
@@ -73,7 +76,9 @@ def evaluate_pipeline(
         )
     suite = load_suite(suite) if isinstance(suite, str) else suite
     cases = select_cases(suite, subset, tasks)
-    options = dict(seed=seed, steps=steps, cfg=cfg)
+    options = dict(
+        seed=seed, steps=steps, cfg=cfg, temperature=temperature, top_k=top_k, history_ratio=history_ratio
+    )
     for case in cases:
         pipe.check_inputs(case.prompt, _given(case), **_shape(case), **options)
 
