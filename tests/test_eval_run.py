@@ -46,6 +46,9 @@ def pipe(bench_dir) -> RecordingPipeline:
     return recording
 
 
+UNSET_SAMPLING = {"temperature": 1.0, "top_k": None, "history_ratio": None}  # the report's record of them
+
+
 def mini_suite() -> Suite:
     """One case of each task, from the v1 subset."""
     first: dict = {}
@@ -59,7 +62,7 @@ def test_every_selected_case_is_generated_once_as_its_task_asks(pipe):
     cases = [c for c in load_suite("v1").select(subset=True) if c.task != "t2v"]
     assert [e["id"] for e in report["cases"]] == [c.id for c in cases]  # 12 t2i + 8 i2v, in suite order
     assert list(report["tasks"]) == ["t2i", "i2v"] and report["subset"] and report["media_dir"] is None
-    assert report["generation"] == {"seed": 3, "steps": None, "cfg": None, "temperature": 1.0, "top_k": None, "history_ratio": None}
+    assert report["generation"] == {"seed": 3, "steps": None, "cfg": None, **UNSET_SAMPLING}
     for case, entry, (prompt, image, options) in zip(cases, report["cases"], pipe.calls, strict=True):
         assert prompt == case.prompt and options["seed"] == 3 and options["size"] == (64, 64)
         if case.task == "t2i":
@@ -75,7 +78,7 @@ def test_written_media_score_the_same_when_evaluated_from_the_folder(pipe, tmp_p
     files = ["t2i-000.png", "t2v-000.mp4", "i2v-000.mp4"]  # images as PNG, videos as mp4
     assert [e["file"] for e in report["cases"]] == files
     assert sorted(p.name for p in out.iterdir()) == sorted(files)
-    assert report.pop("generation") == {"seed": 0, "steps": 1, "cfg": 1.0, "temperature": 1.0, "top_k": None, "history_ratio": None}
+    assert report.pop("generation") == {"seed": 0, "steps": 1, "cfg": 1.0, **UNSET_SAMPLING}
     assert evaluate(out, suite) == report  # `arvideo eval shapesbench DIR` reads the same scores
 
     with pytest.raises(ArvideoError, match="already exists; pass --overwrite"):

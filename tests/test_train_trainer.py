@@ -200,9 +200,8 @@ def test_auto_precision_follows_the_measured_bf16_speed(tmp_path, shards, monkey
     cfg = make_config(tmp_path / "run", shards, steps=1, precision="auto", log__peak_flops=None)
     trainer = Trainer(cfg, ToyTask(cfg))
     assert trainer.bf16 is uses_bf16
-    assert (
-        trainer.peak_flops == speeds[torch.bfloat16 if uses_bf16 else torch.float32]
-    )  # MFU: the dtype in use
+    in_use = torch.bfloat16 if uses_bf16 else torch.float32
+    assert trainer.peak_flops == speeds[in_use]  # MFU against the dtype in use
     assert sorted(calls, key=str) == sorted(speeds, key=str)  # each dtype measured once
 
 
