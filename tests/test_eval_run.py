@@ -46,7 +46,8 @@ def pipe(bench_dir) -> RecordingPipeline:
     return recording
 
 
-UNSET_SAMPLING = {"temperature": 1.0, "top_k": None, "history_ratio": None}  # the report's record of them
+# the report's record of the sampling options a run leaves unset
+UNSET_SAMPLING = {"temperature": 1.0, "top_k": None, "history_ratio": None, "decoding": "parallel"}
 
 
 def mini_suite() -> Suite:
@@ -113,10 +114,18 @@ def test_cli_prints_the_table_and_writes_report_and_media(bench_dir, tmp_path, c
     out, path = tmp_path / "media", tmp_path / "run.json"
     args = ["-q", "eval", "run", "--model", str(bench_dir), "--subset", "--tasks", "t2i", "--steps", "1",
             "--cfg", "1", "--seed", "4", "--temperature", "0.5", "--top-k", "8", "--history-ratio", "0",
-            "--out", str(out), "--report", str(path)]  # fmt: skip
+            "--decoding", "next_token", "--out", str(out), "--report", str(path)]  # fmt: skip
     assert main(args) == 0
     report = json.loads(path.read_text())
-    sampling = {"seed": 4, "steps": 1, "cfg": 1.0, "temperature": 0.5, "top_k": 8, "history_ratio": 0.0}
+    sampling = {
+        "seed": 4,
+        "steps": 1,
+        "cfg": 1.0,
+        "temperature": 0.5,
+        "top_k": 8,
+        "history_ratio": 0.0,
+        "decoding": "next_token",
+    }
     assert report["model"] == str(bench_dir) and report["generation"] == sampling
     assert len(report["cases"]) == len(list(out.glob("t2i-*.png"))) == 12
     assert capsys.readouterr().out.strip() == format_table(report)

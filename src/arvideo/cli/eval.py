@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", default="1.0", help="temperature of the token draw (0: most likely)")
     p.add_argument("--top-k", help="draw each token among the k most likely visual tokens only")
     p.add_argument("--history-ratio", help="fraction of every finished frame masked in the KV cache")
+    p.add_argument("--decoding", default="parallel", choices=("parallel", "next_token"),
+                   help="per-frame parallel masked decoding (Lumos-1) or one token at a time")  # fmt: skip
     p.add_argument("--seed", default="0", help="random seed of every case (default 0)")
     p.add_argument("--out", help="also write the media here as <case id>.png|.mp4 (a new folder)")
     _report_args(p, "replace an existing report file or media folder")
@@ -120,7 +122,14 @@ def run_model(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pipe = load(args.model)
     report = evaluate_pipeline(
-        pipe, suite, subset=args.subset, tasks=tasks, out_dir=args.out, overwrite=args.overwrite, **options
+        pipe,
+        suite,
+        subset=args.subset,
+        tasks=tasks,
+        decoding=args.decoding,
+        out_dir=args.out,
+        overwrite=args.overwrite,
+        **options,
     )
     report = {"model": args.model, **report}
     print(format_table(report))

@@ -59,6 +59,7 @@ def evaluate_pipeline(
     temperature: float = 1.0,
     top_k: int | None = None,
     history_ratio: float | None = None,
+    decoding: str = "parallel",
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -77,7 +78,13 @@ def evaluate_pipeline(
     suite = load_suite(suite) if isinstance(suite, str) else suite
     cases = select_cases(suite, subset, tasks)
     options = dict(
-        seed=seed, steps=steps, cfg=cfg, temperature=temperature, top_k=top_k, history_ratio=history_ratio
+        seed=seed,
+        steps=steps,
+        cfg=cfg,
+        temperature=temperature,
+        top_k=top_k,
+        history_ratio=history_ratio,
+        decoding=decoding,
     )
     for case in cases:
         pipe.check_inputs(case.prompt, _given(case), **_shape(case), **options)

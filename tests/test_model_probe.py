@@ -1,0 +1,81 @@
+"""benchmarks/model_probe.py: its captions differ in one attribute only, and it scores what training
+optimises (the AR-DF visual loss of a wholly masked frame)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arvideo.data.shapes import caption, parse_prompt, position_of, random_spec
+from arvideo.lumos.ardf import ardf_mask, visual_loss
+from arvideo.lumos.sequence import serialize, training_labels
+from test_eval_run import bench_dir, pipe  # noqa: F401 (fixtures: the tiny pipeline, long prompts allowed)
+from test_pipeline import model_dir  # noqa: F401 (a fixture)
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "model_probe.py"
+
+
+@pytest.fixture(scope="module")
+def probe():
+    if not SCRIPT.is_file():
+        pytest.skip("benchmarks/model_probe.py is not part of this checkout")
+    spec = importlib.util.spec_from_file_location("model_probe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def true_value(spec, attribute: str) -> str:
+    obj = spec.objects[0]
+    if attribute == "background":
+        return spec.background
+    return position_of(obj.start, spec.size) if attribute == "position" else getattr(obj, attribute)
+
+
+def split(parsed, attribute: str) -> tuple[str, tuple]:
+    """(what a parsed caption says about `attribute`, what it says about everything else)."""
+    obj = parsed.objects[0]
+    if attribute == "background":
+        return parsed.background, (obj,)
+    return getattr(obj, attribute), (parsed.background, dataclasses.replace(obj, **{attribute: None}))
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_variant_captions_change_one_attribute_and_keep_the_template(probe, kind):
+    for i in range(6):
+        rng = np.random.default_rng([5, i])
+        spec = random_spec(rng, kind, max_objects=1)
+        item = probe.Item(spec, int(rng.integers(2**31)), codes=torch.zeros(0), box=(0, 0, 0, 0))
+        for attribute in probe.ATTRIBUTES[kind]:
+            captions, truth = probe.variant_captions(item, attribute)
+            assert captions[truth] == caption(spec, np.random.default_rng(item.caption_seed))
+            assert probe.VALUES[attribute][truth] == true_value(spec, attribute)
+            said, rest = zip(*(split(parse_prompt(c), attribute) for c in captions), strict=True)
+            assert list(said) == list(probe.VALUES[attribute])  # each caption says its own value ...
+            assert len(set(rest)) == 1  # ... and the same as the others about everything else
+
+
+def test_frame_score_is_the_training_loss_of_the_wholly_masked_frame(probe, pipe):  # noqa: F811
+    item = probe.held_out(pipe, "video", 0, seed=100)
+    text = pipe.check_inputs(caption(item.spec, np.random.default_rng(0)), frames=item.spec.n_frames)
+    vocab, header = pipe.model.vocab, (text.duration, text.header_fps)
+    image = item.codes[:1]  # [1, H', W']: a one-frame sequence, every body slot masked at ratio 1
+    ids = serialize(vocab, text.text_ids, image, *header)[None]
+    generator = torch.Generator().manual_seed(0)
+    masked = ardf_mask(ids, training_labels(vocab, ids), vocab, generator, min_ratio=1.0)
+    with torch.no_grad():
+        loss = visual_loss(pipe.model, pipe.model(masked.input_ids), masked.input_ids, masked.labels)
+    nll = probe.frame_nll(pipe.model, [text.text_ids] * 2, item.codes, 0, header)
+    assert torch.allclose(nll, loss.token_loss.sum().expand(2), rtol=1e-5)
+    # a later frame is scored after the clean frames before it: they change its score
+    later = probe.frame_nll(pipe.model, [text.text_ids], item.codes, 1, header)
+    changed = item.codes.clone()
+    changed[0] = (changed[0] + 1) % vocab.codebook_size
+    assert not torch.allclose(later, probe.frame_nll(pipe.model, [text.text_ids], changed, 1, header))
