@@ -224,6 +224,16 @@ def test_cli_image_to_video(model_dir, tmp_path, first_frame):
     assert out.is_file()
 
 
+def test_cli_next_token_decoding_is_the_pipelines(model_dir, pipe, tmp_path):
+    out = tmp_path / "raster.png"
+    args = ["-q", "generate", CAPTIONS[0], "--model", str(model_dir), "--frames", "1", "--seed", "2",
+            "--decoding", "next_token", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    expected = pipe(CAPTIONS[0], frames=1, seed=2, decoding="next_token").frames[0]
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), expected.numpy())
+    assert not torch.equal(pipe(CAPTIONS[0], frames=1, seed=2).frames[0], expected)  # parallel differs
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

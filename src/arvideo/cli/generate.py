@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", default="1.0", help="temperature of the token draw (0: most likely)")
     p.add_argument("--top-k", help="draw each token among the k most likely visual tokens only")
     p.add_argument("--history-ratio", help="fraction of every finished frame masked in the KV cache (0.7)")
+    p.add_argument("--decoding", default="parallel", choices=("parallel", "next_token"),
+                   help="per-frame parallel masked decoding (Lumos-1) or one token at a time")  # fmt: skip
     p.add_argument(
         "--official-quirks", action="store_true",
         help="reproduce the released code's compounding remask temperature (see docs/generation.md)",
@@ -65,7 +67,8 @@ def run_generate(args: argparse.Namespace) -> int:
     numbers = dict(frames=int, seconds=float, fps=int, steps=int, cfg=float, seed=int)
     numbers.update(temperature=float, top_k=int, history_ratio=float)
     options = optional_numbers(args, numbers)
-    options.update(size=parse_size(args.size) if args.size else None, official_quirks=args.official_quirks)
+    options.update(size=parse_size(args.size) if args.size else None, official_quirks=args.official_quirks,
+                   decoding=args.decoding)  # fmt: skip
     pipe = load(args.model, tokenizer=args.tokenizer, text_tokenizer=args.text_tokenizer)
     request = pipe.check_inputs(args.prompt, args.image, **options)
 
