@@ -68,6 +68,10 @@ class Item:
     codes: torch.Tensor  # [T', H', W']
     box: tuple[int, int, int, int]  # the object's box in the first frame, pixels, ends exclusive
 
+    def caption(self, spec: ClipSpec | None = None) -> str:
+        """The caption of `spec` (default: the item's own) drawn with the item's template draws."""
+        return caption(spec or self.spec, np.random.default_rng(self.caption_seed))
+
 
 def held_out(pipe, kind: str, i: int, seed: int) -> Item:
     rng = np.random.default_rng([seed, i])
@@ -112,12 +116,8 @@ def with_value(spec: ClipSpec, attribute: str, value: str) -> ClipSpec:
 
 def variant_captions(item: Item, attribute: str) -> tuple[list[str], int]:
     """Captions for every value of `attribute` (the same template draws) and the true one's index."""
-
-    def text(spec: ClipSpec) -> str:
-        return caption(spec, np.random.default_rng(item.caption_seed))
-
-    captions = [text(with_value(item.spec, attribute, v)) for v in VALUES[attribute]]
-    return captions, captions.index(text(item.spec))
+    captions = [item.caption(with_value(item.spec, attribute, v)) for v in VALUES[attribute]]
+    return captions, captions.index(item.caption())
 
 
 def frame_nll(decoder, text_ids: list[list[int]], codes: torch.Tensor, frame: int, header: tuple[int, int]):
@@ -130,12 +130,12 @@ def frame_nll(decoder, text_ids: list[list[int]], codes: torch.Tensor, frame: in
     return masked_nll(decoder, ids, last, last & (s.col < s.width)).sum(dim=1)
 
 
-def caption_reading(pipe, kind: str, n: int, seed: int) -> dict[str, dict[str, float]]:
+def caption_reading(pipe, kind: str, items: list[Item]) -> dict[str, dict[str, float]]:
     """Accuracy and mean NLL margin (the wrong captions' mean minus the true one's) per attribute."""
     correct = dict.fromkeys(ATTRIBUTES[kind], 0)
     margin = dict.fromkeys(ATTRIBUTES[kind], 0.0)
-    for i in range(n):
-        item = held_out(pipe, kind, i, seed)
+    n = len(items)
+    for item in items:
         for attribute in ATTRIBUTES[kind]:
             captions, truth = variant_captions(item, attribute)
             requests = [pipe.check_inputs(c, frames=item.spec.n_frames) for c in captions]
@@ -153,17 +153,14 @@ def caption_reading(pipe, kind: str, n: int, seed: int) -> dict[str, dict[str, f
 # ---- 2. object codes in context ------------------------------------------------------------------
 
 
-def object_codes(pipe, n: int, seed: int) -> dict[str, float]:
-    """Mean NLL per object code in each of CONTEXTS, over n held-out images."""
+def object_codes(pipe, images: list[Item]) -> dict[str, float]:
+    """Mean NLL per object code in each of CONTEXTS, over held-out images."""
     vocab, totals = pipe.model.vocab, dict.fromkeys(CONTEXTS, 0.0)
-    for i in range(n):
-        item = held_out(pipe, "image", i, seed)
-        text_ids = pipe.check_inputs(
-            caption(item.spec, np.random.default_rng(item.caption_seed)), frames=1
-        ).text_ids
+    sc = pipe.tokenizer.spatial_compression
+    for i, item in enumerate(images):
+        text_ids = pipe.check_inputs(item.caption(), frames=1).text_ids
         ids = serialize(vocab, text_ids, item.codes, 1, 1)[None]  # [1, L]
         s = structure(ids, vocab)
-        sc = pipe.tokenizer.spatial_compression
         x0, y0, x1, y1 = item.box
         in_box = torch.zeros(item.codes.shape[1:], dtype=torch.bool)
         in_box[y0 // sc : (y1 - 1) // sc + 1, x0 // sc : (x1 - 1) // sc + 1] = True
@@ -180,7 +177,7 @@ def object_codes(pipe, n: int, seed: int) -> dict[str, float]:
         nll = masked_nll(pipe.model, ids.expand(3, -1), masked, scored)
         for context, row, count in zip(CONTEXTS, nll, scored.sum(dim=1), strict=True):
             totals[context] += float(row.sum() / count)
-    return {context: total / n for context, total in totals.items()}
+    return {context: total / len(images) for context, total in totals.items()}
 
 
 def main() -> None:
@@ -200,11 +197,10 @@ def main() -> None:
     pipe = load(args.model, tokenizer=args.tokenizer)
     if args.weights:
         pipe.model = load_lumos(args.weights)
-    reading = {
-        kind: caption_reading(pipe, kind, n, args.seed)
-        for kind, n in (("image", args.images), ("video", args.videos))
-    }
-    objects = object_codes(pipe, args.images, args.seed)
+    items = {kind: [held_out(pipe, kind, i, args.seed) for i in range(n)]
+             for kind, n in (("image", args.images), ("video", args.videos))}  # fmt: skip
+    reading = {kind: caption_reading(pipe, kind, held) for kind, held in items.items()}
+    objects = object_codes(pipe, items["image"])
 
     name = args.weights or args.model
     print(f"model probe of {name} ({args.images} images, {args.videos} clips, seed {args.seed})")

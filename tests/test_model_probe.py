@@ -55,7 +55,8 @@ def test_variant_captions_change_one_attribute_and_keep_the_template(probe, kind
         item = probe.Item(spec, int(rng.integers(2**31)), codes=torch.zeros(0), box=(0, 0, 0, 0))
         for attribute in probe.ATTRIBUTES[kind]:
             captions, truth = probe.variant_captions(item, attribute)
-            assert captions[truth] == caption(spec, np.random.default_rng(item.caption_seed))
+            drawn = caption(spec, np.random.default_rng(item.caption_seed))
+            assert captions[truth] == item.caption() == drawn
             assert probe.VALUES[attribute][truth] == true_value(spec, attribute)
             said, rest = zip(*(split(parse_prompt(c), attribute) for c in captions), strict=True)
             assert list(said) == list(probe.VALUES[attribute])  # each caption says its own value ...
