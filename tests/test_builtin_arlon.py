@@ -1,0 +1,47 @@
+"""The built-in ARLON (`builtin:arlon-shapes`) still makes what its prompts ask for, short and long.
+
+1. ShapesBench text-to-video, the 16 t2v cases of the CI subset, ARLON with the folder's defaults
+   (AR codes + the injected DiT, few Euler steps) and seed 0: every metric is printed next to its
+   floor and the floors of `quality_floors.json` in the folder are asserted (tests/quality_floors.py).
+2. `arvideo long` with the built-in: two prompts over 4 segments make one 65-frame 64x64 video.
+
+Skipped when the folder is absent (a checkout in which `scripts/build_builtin_arlon.sh` has not run).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from arvideo.cli import main as cli
+from arvideo.eval import format_table
+from arvideo.eval.run import select_cases
+from arvideo.eval.shapesbench import score_suite
+from arvideo.eval.suite import Suite, load_suite
+from arvideo.io import read_video
+from arvideo.pipelines import BUILTIN_DIR, BUILTIN_MODELS, load
+from quality_floors import check_floors
+
+MODEL_DIR = BUILTIN_DIR / BUILTIN_MODELS["arlon-shapes"]
+
+NOT_BUILT = "no built-in ARLON in this checkout: scripts/build_builtin_arlon.sh"
+
+pytestmark = pytest.mark.skipif(not MODEL_DIR.is_dir(), reason=NOT_BUILT)
+
+
+def test_builtin_arlon_meets_its_quality_floors(capsys):
+    pipe = load("builtin:arlon-shapes")
+    suite = Suite("v1", tuple(select_cases(load_suite("v1"), subset=True, tasks="t2v")), ())
+    report = score_suite(lambda case: pipe(case.prompt, segments=1, seed=0).frames, suite)
+    lines, failures = check_floors(report, MODEL_DIR / "quality_floors.json")
+    with capsys.disabled():  # shown in CI logs whether the test passes or fails
+        print(f"\nShapesBench t2v subset, {MODEL_DIR.name}, ARLON with the folder's defaults, seed 0")
+        print(format_table(report))
+        print("\n".join(lines))
+    assert not failures, "below the floor: " + "; ".join(failures)
+
+
+def test_long_video_with_the_builtin_arlon(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prompts = ["a small red circle moves to the right", "a small red circle moves to the left"]
+    assert cli(["-q", "long", *prompts, "--segments", "4", "--out", "long.mp4"]) == 0
+    assert read_video(tmp_path / "long.mp4").frames.shape == (65, 64, 64, 3)
