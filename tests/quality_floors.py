@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from arvideo.eval import format_table
 from arvideo.eval.metrics import METRICS
 
 
@@ -50,3 +51,14 @@ def check_floors(report: dict[str, Any], path: Path) -> tuple[list[str], list[st
             if score < floor - margin:
                 failures.append(lines[-1])
     return lines, failures
+
+
+def assert_floors(report: dict[str, Any], path: Path, title: str, capsys: Any) -> None:
+    """Print the report's table and every checked number (shown in CI logs whether the test passes or
+    fails), then fail if a metric is below its floor."""
+    lines, failures = check_floors(report, path)
+    with capsys.disabled():
+        print(f"\n{title}")
+        print(format_table(report))
+        print("\n".join(lines))
+    assert not failures, "below the floor: " + "; ".join(failures)

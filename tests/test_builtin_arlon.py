@@ -13,13 +13,12 @@ from __future__ import annotations
 import pytest
 
 from arvideo.cli import main as cli
-from arvideo.eval import format_table
 from arvideo.eval.run import select_cases
 from arvideo.eval.shapesbench import score_suite
 from arvideo.eval.suite import Suite, load_suite
 from arvideo.io import read_video
 from arvideo.pipelines import BUILTIN_DIR, BUILTIN_MODELS, load
-from quality_floors import check_floors
+from quality_floors import assert_floors
 
 MODEL_DIR = BUILTIN_DIR / BUILTIN_MODELS["arlon-shapes"]
 
@@ -32,12 +31,8 @@ def test_builtin_arlon_meets_its_quality_floors(capsys):
     pipe = load("builtin:arlon-shapes")
     suite = Suite("v1", tuple(select_cases(load_suite("v1"), subset=True, tasks="t2v")), ())
     report = score_suite(lambda case: pipe(case.prompt, segments=1, seed=0).frames, suite)
-    lines, failures = check_floors(report, MODEL_DIR / "quality_floors.json")
-    with capsys.disabled():  # shown in CI logs whether the test passes or fails
-        print(f"\nShapesBench t2v subset, {MODEL_DIR.name}, ARLON with the folder's defaults, seed 0")
-        print(format_table(report))
-        print("\n".join(lines))
-    assert not failures, "below the floor: " + "; ".join(failures)
+    title = f"ShapesBench t2v subset, {MODEL_DIR.name}, ARLON with the folder's defaults, seed 0"
+    assert_floors(report, MODEL_DIR / "quality_floors.json", title, capsys)
 
 
 def test_long_video_with_the_builtin_arlon(tmp_path, monkeypatch):

@@ -57,12 +57,12 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
 
 
-
 def test_every_shipped_builtin_fits_the_budget():
     """Whatever is shipped (Lumos, its tokenizers, ARLON), all of it together stays within the budget."""
     shipped = [f for f in BUILTIN_DIR.rglob("*") if f.is_file()]
     total_mb = sum(f.stat().st_size for f in shipped) / 2**20
     assert total_mb <= BUDGET_MB, {str(f.relative_to(BUILTIN_DIR)): f.stat().st_size for f in shipped}
+
 
 def tiny_plan(tmp_path: Path) -> BuildPlan:
     """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer."""
