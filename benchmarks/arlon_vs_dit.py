@@ -3,7 +3,9 @@
 Short clips (ShapesBench text-to-video cases, one 17-frame segment each):
   (a) the DiT alone at many Euler steps (30, OpenSora-1.2's default);
   (b) the DiT alone at few steps (5);
-  (c) ARLON at few steps: AR codes -> fine VQ-VAE -> coarse latent F -> the injected DiT (5 steps).
+  (c) ARLON at few steps: AR codes -> fine VQ-VAE -> coarse latent F -> the injected DiT (5 steps);
+  (d) a diagnostic, not a configuration of the paper: the AR codes alone, decoded by the fine
+      VQ-VAE and the VAE with no DiT, which shows what the condition F of (c) carries.
 ARLON's claim (reference §6) is that (c) comes close to (a) in quality at several times its speed.
 "The DiT alone" is the same folder's DiT with no condition F: its backbone is the stage-4 model,
 frozen while the injection branch trained, so the branch adds nothing when F is absent.
@@ -32,6 +34,7 @@ from arvideo.eval.shapesbench import score_suite
 from arvideo.eval.suite import Suite, load_suite
 from arvideo.pipelines import load
 from arvideo.pipelines.arlon import ArlonPipeline
+from arvideo.pipelines.lumos import LumosPipeline, PipelineConfig
 
 SHORT_METRICS = ("colour", "shape", "size", "background", "motion", "persistence", "smoothness")
 
@@ -48,21 +51,35 @@ def timed(make: Callable[[Any], torch.Tensor], seconds: list[float]) -> Callable
     return run
 
 
-def short_clips(pipe: ArlonPipeline, suite: Suite, configs: list[tuple[str, int, bool]],
+def ar_alone(pipe: ArlonPipeline) -> LumosPipeline:
+    """The folder's AR model over its tokenizer as a plain Lumos-1 pipeline: codes decoded with no DiT."""
+    c = pipe.config
+    config = PipelineConfig(
+        prompt="caption", width=c.width, height=c.height, frames=c.segment_frames, fps=c.fps,
+        steps=c.ar_steps, cfg=c.ar_cfg, history_ratio=c.history_ratio,
+    )  # fmt: skip
+    assert pipe.ar is not None
+    return LumosPipeline(pipe.ar, pipe.tokenizer, pipe.text_tokenizer, config)
+
+
+def short_clips(pipe: ArlonPipeline, suite: Suite, many_steps: int, few_steps: int,
                 seed: int) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """ShapesBench t2v report and seconds per video of every (name, steps, use_ar) configuration."""
+    """ShapesBench t2v report and seconds per video of configurations (a)-(d)."""
+    ar = ar_alone(pipe)
+    configs: list[tuple[str, int | None, Callable[[Any], torch.Tensor]]] = [  # name, Euler steps, maker
+        (f"(a) DiT alone, {many_steps} steps", many_steps,
+         lambda case: pipe(case.prompt, segments=1, steps=many_steps, use_ar=False, seed=seed).frames),
+        (f"(b) DiT alone, {few_steps} steps", few_steps,
+         lambda case: pipe(case.prompt, segments=1, steps=few_steps, use_ar=False, seed=seed).frames),
+        (f"(c) ARLON, {few_steps} steps", few_steps,
+         lambda case: pipe(case.prompt, segments=1, steps=few_steps, use_ar=True, seed=seed).frames),
+        ("(d) AR codes alone, no DiT", None, lambda case: ar(case.prompt, seed=seed).frames),
+    ]  # fmt: skip
     results = {}
-    for name, steps, use_ar in configs:
+    for name, steps, make in configs:
         seconds: list[float] = []
-        make = timed(lambda case, s=steps, a=use_ar: pipe(case.prompt, segments=1, steps=s, use_ar=a,
-                                                          seed=seed).frames, seconds)  # fmt: skip
-        report = score_suite(make, suite)
-        results[name] = {
-            "steps": steps,
-            "use_ar": use_ar,
-            "seconds": sum(seconds) / len(seconds),
-            "report": report,
-        }
+        report = score_suite(timed(make, seconds), suite)
+        results[name] = {"steps": steps, "seconds": sum(seconds) / len(seconds), "report": report}
     return results
 
 
@@ -86,7 +103,8 @@ def short_table(results: dict[str, dict[str, Any]]) -> str:
     for name, r in results.items():
         t2v = r["report"]["tasks"]["t2v"]
         cells = [f"{100 * t2v['metrics'][m]['score']:.1f}" for m in SHORT_METRICS]
-        rows.append([name, str(r["steps"]), f"{100 * t2v['score']:.1f}", *cells, f"{r['seconds']:.2f}",
+        steps = "-" if r["steps"] is None else str(r["steps"])
+        rows.append([name, steps, f"{100 * t2v['score']:.1f}", *cells, f"{r['seconds']:.2f}",
                      f"{base / r['seconds']:.2f}x"])  # fmt: skip
     chance = next(iter(results.values()))["report"]["tasks"]["t2v"]
     chance_cells = [f"{100 * chance['metrics'][m]['chance']:.1f}" for m in SHORT_METRICS]
@@ -124,11 +142,7 @@ def main() -> None:
 
     print(f"model {args.model}; {torch.get_num_threads()} threads; seed {args.seed}; "
           f"DiT cfg {c.cfg}, AR {c.ar_steps} steps per frame, cfg {c.ar_cfg}")  # fmt: skip
-    short = short_clips(pipe, suite, [
-        ("(a) DiT alone, many steps", args.many_steps, False),
-        ("(b) DiT alone, few steps", args.few_steps, False),
-        ("(c) ARLON, few steps", args.few_steps, True),
-    ], args.seed)  # fmt: skip
+    short = short_clips(pipe, suite, args.many_steps, args.few_steps, args.seed)
     print(f"\nShort clips: ShapesBench t2v, {len(t2v)} cases of 17 frames (percent; speed-up vs (a))")
     print(short_table(short))
 

@@ -4,13 +4,15 @@
 #   scripts/build_builtin_arlon.sh                 # the recipe: configs/arlon-*.yaml, runs/arlon/
 #   SMOKE=1 RUN=runs/arlon-smoke N=8 VAL=4 scripts/build_builtin_arlon.sh   # tiny models, 2 steps a stage
 #
-# Every stage is skipped when its output exists and every training run resumes, so after a kill
-# (or in a new session) just run the script again. Stages (docs/arlon.md, "Training recipe"):
+# Every stage is skipped when its published model exists and every training run resumes, so after a
+# kill just run the script again. The published stage models go to MODELS (default
+# stages/arlon-shapes, committed: a new checkout retrains only the stages that are not there yet);
+# runs, shards and checkpoints go to RUN (not committed). Stages (docs/arlon.md, "Training recipe"):
 #   data -> frame shards -> VAE -> latent shards -> fine + coarse VQ-VAEs -> code shards -> AR model
 #   -> DiT alone -> injection branch on the frozen DiT -> export (fp16) to OUT.
-# Environment: RUN (run folder, default runs/arlon), N (training clips, 4000), VAL (held-out clips, 64),
-# WORKERS (shard writers, 1), OUT (pipeline folder; default src/arvideo/builtin/arlon-shapes, or
-# RUN/arlon-shapes with SMOKE=1), PY (python, .venv/bin/python).
+# Environment: RUN (run folder, default runs/arlon), MODELS (stage models; RUN/models with SMOKE=1),
+# N (training clips, 4000), VAL (held-out clips, 64), WORKERS (shard writers, 1), OUT (pipeline folder;
+# default src/arvideo/builtin/arlon-shapes, or RUN/arlon-shapes with SMOKE=1), PY (python, .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +22,13 @@ VAL=${VAL:-64}
 WORKERS=${WORKERS:-1}
 PY=${PY:-.venv/bin/python}
 SMOKE=${SMOKE:-0}
-if [ "$SMOKE" = 1 ]; then OUT=${OUT:-$RUN/arlon-shapes}; else OUT=${OUT:-src/arvideo/builtin/arlon-shapes}; fi
+if [ "$SMOKE" = 1 ]; then
+  OUT=${OUT:-$RUN/arlon-shapes}; M=${MODELS:-$RUN/models}; SMOKE_FLAG=(--smoke)
+else
+  OUT=${OUT:-src/arvideo/builtin/arlon-shapes}; M=${MODELS:-stages/arlon-shapes}; SMOKE_FLAG=()
+fi
 BUILD="$PY -m arvideo.arlon.build"
 ARVIDEO="$PY -m arvideo"
-M=$RUN/models
 mkdir -p "$RUN/configs" "$RUN/data" "$RUN/shards" "$M"
 
 step() { echo "== $*" >&2; }
@@ -46,7 +51,7 @@ train() {
   [ -f "$M/$stage/config.json" ] && return 0
   step "train $stage ($config)"
   local cfg="$RUN/configs/$(basename "$config")"
-  if [ "$SMOKE" = 1 ]; then $BUILD config "$config" "$cfg" --run "$RUN" --smoke; else $BUILD config "$config" "$cfg" --run "$RUN"; fi
+  $BUILD config "$config" "$cfg" --run "$RUN" --models "$M" "${SMOKE_FLAG[@]}"
   $ARVIDEO train "$cfg" --resume
   local out_dir
   out_dir=$($PY -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['out_dir'])" "$cfg")

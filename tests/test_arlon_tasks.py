@@ -1,5 +1,7 @@
 """ARLON training: shards, the arlon_vae / arlon_vq / arlon_dit tasks under the trainer, the build steps."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -157,3 +159,8 @@ def test_build_steps_publish_with_latent_stats_and_smoke_configs(tmp_path, data)
         "preset": "tiny",
         "rope_kind": "mm",
     }
+    inject_cfg = str(tmp_path / "inject.yaml")
+    write_config("configs/arlon-dit-inject.yaml", inject_cfg, "runs/arlon-x", False, "runs/arlon-x/m")
+    inject = yaml.safe_load(Path(inject_cfg).read_text())  # each path moved once
+    assert inject["task"]["base"] == "runs/arlon-x/m/dit_base"
+    assert inject["out_dir"] == "runs/arlon-x/train/dit"

@@ -4,19 +4,21 @@
     python -m arvideo.arlon.build latents SRC_DIR OUT_DIR --vae VAE        # shards for arlon_vq / arlon_dit
     python -m arvideo.arlon.build codes   SRC_DIR OUT_DIR --vae VAE --fine-vq VQ   # shards for arlon_ar
     python -m arvideo.arlon.build publish RUN_DIR MODEL_DIR [--vae-stats FRAME_SHARDS]
-    python -m arvideo.arlon.build config  CONFIG OUT --run RUN [--smoke]
+    python -m arvideo.arlon.build config  CONFIG OUT --run RUN [--models MODELS] [--smoke]
     python -m arvideo.arlon.build export  OUT --vae VAE --fine-vq VQ --ar AR --dit DIT
 
 `publish` copies a finished run's newest checkpoint into a plain model folder (for the VAE it
 first measures the per-channel latent statistics that scale the latent for the later stages);
-`config` writes a run config with its `runs/arlon` paths moved under RUN (and, with --smoke,
-tiny models and a few steps); `export` assembles the pipeline folder in fp16.
+`config` writes a run config with its `runs/arlon` paths moved under RUN and its stage-model
+paths (`stages/arlon-shapes`) moved to MODELS (and, with --smoke, tiny models and a few steps);
+`export` assembles the pipeline folder in fp16.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -43,6 +45,7 @@ from arvideo.train.tokenize_data import tokenize_folder
 log = logging.getLogger(__name__)
 
 RECIPE_RUN = "runs/arlon"  # the run folder the checked-in configs name
+RECIPE_MODELS = "stages/arlon-shapes"  # the published stage models they name (committed, see its README)
 TEXT_TOKENIZER = "builtin:shapes"
 # --smoke: every stage with the tiny twin of its model preset, 2 steps and batches of 2
 SMOKE_RUN: dict[str, Any] = {
@@ -110,13 +113,14 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _moved(value: Any, run: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(RECIPE_RUN, run)
+def _moved(value: Any, run: str, models: str) -> Any:
+    if isinstance(value, str):  # one pass: a new path may itself contain a recipe path
+        moved = {RECIPE_MODELS: models, RECIPE_RUN: run}
+        return re.sub(f"{RECIPE_MODELS}|{RECIPE_RUN}", lambda m: moved[m[0]], value)
     if isinstance(value, dict):
-        return {k: _moved(v, run) for k, v in value.items()}
+        return {k: _moved(v, run, models) for k, v in value.items()}
     if isinstance(value, list):
-        return [_moved(v, run) for v in value]
+        return [_moved(v, run, models) for v in value]
     return value
 
 
@@ -130,9 +134,9 @@ def smoke_model(model: str | dict[str, Any]) -> str | dict[str, Any]:
     return spec
 
 
-def write_config(config: str, out: str, run: str, smoke: bool) -> None:
-    """The run config `config` with its paths under `run`; --smoke makes it tiny and short."""
-    data = _moved(yaml.safe_load(Path(config).read_text()), run)
+def write_config(config: str, out: str, run: str, smoke: bool, models: str = RECIPE_MODELS) -> None:
+    """The run config `config` with its paths under `run` and `models`; --smoke makes it tiny and short."""
+    data = _moved(yaml.safe_load(Path(config).read_text()), run, models)
     if smoke:
         data = _merge(data, SMOKE_RUN)
         data["model"] = smoke_model(data.get("model", "tiny"))
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="checked-in config (configs/arlon-*.yaml)")
     p.add_argument("out", help="config file to write")
     p.add_argument("--run", default=RECIPE_RUN, help="run folder replacing runs/arlon in every path")
+    p.add_argument("--models", default=RECIPE_MODELS, help=f"stage-model folder replacing {RECIPE_MODELS}")
     p.add_argument("--smoke", action="store_true", help="tiny models, 2 steps: a quick end-to-end check")
     p = sub.add_parser("export", help="assemble the ARLON pipeline folder (fp16)")
     p.add_argument("out", help="pipeline folder, e.g. src/arvideo/builtin/arlon-shapes")
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.step == "publish":
             publish(args.run_dir, args.model_dir, args.vae_stats, args.items)
         elif args.step == "config":
-            write_config(args.config, args.out, args.run, args.smoke)
+            write_config(args.config, args.out, args.run, args.smoke, args.models)
         else:
             export(args.out, args.vae, args.fine_vq, args.ar, args.dit, args.overwrite)
     except ArvideoError as err:
