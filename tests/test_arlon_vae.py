@@ -104,7 +104,7 @@ def test_kl_weight_pulls_the_posterior_to_the_prior():
         opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
         g = torch.Generator().manual_seed(0)
         for _ in range(15):
-            out = vae_loss(x, *vae(x, g), vae.config.kl_weight)
+            out = vae_loss(x, *vae(x, g), vae.config)
             opt.zero_grad()
             out["loss"].backward()
             opt.step()

@@ -2,7 +2,7 @@
 
 | `kind:` | trains | data (`arlon.shards`) | loss |
 | --- | --- | --- | --- |
-| `arlon_vae` | `VideoVAE` | frames; a random window of `task.window` frames | L1 + kl_weight x KL |
+| `arlon_vae` | `VideoVAE` | frames; random windows of `task.window` frames | recon (as the tokenizer) + KL |
 | `arlon_vq` | `LatentVQ` (`model.preset` fine or coarse) | latents | MSE(F, X) + commitment |
 | `arlon_dit` | `ArlonDiT` | latents + captions | rectified flow on the non-reference frames |
 | `lumos` | the AR stage, a `LumosDecoder` | codes (fine latent-VQ codes) | AR-DF, unchanged |
@@ -181,7 +181,7 @@ class VAETask(ArlonTask):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         video = batch["video"]  # uint8 [B, 3, T, H, W]
         recon, posterior = model(video, device_generator(batch["seed"]))
-        parts = vae_loss(video, recon, posterior, self.model_cfg.kl_weight)
+        parts = vae_loss(video, recon, posterior, self.model_cfg)
         b = video.shape[0]
         return LossOutput(
             loss_sum=parts["loss"] * b, n_targets=torch.tensor(b), n_tokens=b * video.shape[2],

@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from arvideo.arlon.causal_conv import CausalDecoder, CausalEncoder, check_stack, check_video_shape
 from arvideo.arlon.pretrained import PretrainedModel
 from arvideo.errors import ArvideoError
+from arvideo.tokenizers.train import reconstruction_loss
 
 LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 early in training
 
@@ -36,7 +36,13 @@ class VAEConfig:
     temporal_compression: int = 4  # frames per latent frame after the first
     num_res_blocks: int = 1  # residual blocks per stage
     norm_groups: int = 8
-    kl_weight: float = 1e-4  # mean per-element KL weight, against the mean L1 recon
+    kl_weight: float = 1e-4  # mean per-element KL weight, against the reconstruction loss
+    # reconstruction loss: the video tokenizer's (foreground-weighted L1 + L2, edge term). Plain mean L1
+    # (l2 0, edge 0, foreground 0) turned the shapes into grey blobs: objects cover ~5% of the pixels
+    l1_weight: float = 0.0
+    l2_weight: float = 1.0
+    edge_weight: float = 0.2
+    foreground_weight: float = 10.0
     latent_shift: tuple[float, ...] | None = None  # per-channel mean of raw latents (None: 0)
     latent_scale: tuple[float, ...] | None = None  # per-channel std of raw latents (None: 1)
 
@@ -81,16 +87,19 @@ def to_float_video(video: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(
-    video: torch.Tensor, recon: torch.Tensor, posterior: DiagonalGaussian, kl_weight: float
+    video: torch.Tensor, recon: torch.Tensor, posterior: DiagonalGaussian, config: VAEConfig
 ) -> dict[str, torch.Tensor]:
-    """Training objective from one forward's outputs: mean L1 reconstruction + kl_weight * mean KL.
+    """Training objective from one forward's outputs: reconstruction loss + kl_weight * mean KL.
 
     A function of the outputs, not a method that runs the model, so a trainer calls the (possibly
     DDP/FSDP-wrapped) model exactly once and then this.
     """
-    rec = F.l1_loss(recon, to_float_video(video))
+    c = config
+    target = to_float_video(video)
+    weights = dict(l1=c.l1_weight, l2=c.l2_weight, edge=c.edge_weight, foreground=c.foreground_weight)
+    rec = reconstruction_loss(recon, target, **weights)["loss"]
     kl = posterior.kl().mean()
-    return {"loss": rec + kl_weight * kl, "recon": rec.detach(), "kl": kl.detach()}
+    return {"loss": rec + c.kl_weight * kl, "recon": rec.detach(), "kl": kl.detach()}
 
 
 class VideoVAE(PretrainedModel):

@@ -152,11 +152,11 @@ def heldout_clips(cfg: VideoTrainConfig, n: int | None = None) -> torch.Tensor:
 
 
 def reconstruction_loss(
-    recon: torch.Tensor, target: torch.Tensor, cfg: VideoTrainConfig
+    recon: torch.Tensor, target: torch.Tensor, *, l1: float, l2: float, edge: float, foreground: float
 ) -> dict[str, torch.Tensor]:
     """L1 + L2 + edge loss on [-1, 1] videos [B, 3, T, H, W]; returns the parts and the total.
 
-    L1 and L2 are means weighted by `1 + foreground_weight` on pixels that differ from their frame's
+    L1 and L2 are means weighted by `1 + foreground` on pixels that differ from their frame's
     median colour, and on a FOREGROUND_MARGIN-pixel ring around them: in the shapes world objects
     cover ~5% of the pixels, and an unweighted loss learns the background first and the objects'
     colours thousands of steps later. The ring keeps the weighting symmetric across every edge;
@@ -165,10 +165,10 @@ def reconstruction_loss(
     """
     recon = recon.float()
     median = target.flatten(3).median(dim=3).values[..., None, None]  # [B, 3, T, 1, 1]
-    foreground = (target - median).abs().amax(1, keepdim=True) > FOREGROUND_THRESHOLD  # [B, 1, T, H, W]
+    mask = (target - median).abs().amax(1, keepdim=True) > FOREGROUND_THRESHOLD  # [B, 1, T, H, W]
     k = 2 * FOREGROUND_MARGIN + 1
-    foreground = F.max_pool3d(foreground.float(), (1, k, k), stride=1, padding=(0, k // 2, k // 2))
-    weight = 1 + cfg.foreground_weight * foreground
+    mask = F.max_pool3d(mask.float(), (1, k, k), stride=1, padding=(0, k // 2, k // 2))
+    weight = 1 + foreground * mask
     weight = weight / weight.mean()
     err = recon - target
     parts = {"l1": (weight * err.abs()).mean(), "l2": (weight * err.pow(2)).mean()}
@@ -176,9 +176,7 @@ def reconstruction_loss(
     for dim in (-1, -2):  # horizontal and vertical pixel differences
         edge = edge + (torch.diff(recon, dim=dim) - torch.diff(target, dim=dim)).abs().mean()
     parts["edge"] = edge
-    parts["loss"] = (
-        cfg.l1_weight * parts["l1"] + cfg.l2_weight * parts["l2"] + cfg.edge_weight * parts["edge"]
-    )
+    parts["loss"] = l1 * parts["l1"] + l2 * parts["l2"] + edge * parts["edge"]
     return parts
 
 
@@ -307,7 +305,14 @@ def train_video_tokenizer(cfg: VideoTrainConfig, resume: bool = False, overwrite
                 group["lr"] = lr_at(step, cfg)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 recon, _, latent = forward(x)
-            parts = reconstruction_loss(recon[:, :, : x.shape[2]], x, cfg)
+            parts = reconstruction_loss(
+                recon[:, :, : x.shape[2]],
+                x,
+                l1=cfg.l1_weight,
+                l2=cfg.l2_weight,
+                edge=cfg.edge_weight,
+                foreground=cfg.foreground_weight,
+            )
             parts["saturation"] = model.fsq.saturation(latent)
             parts["loss"] = parts["loss"] + cfg.saturation_weight * parts["saturation"]
             if not torch.isfinite(parts["loss"]):
