@@ -150,3 +150,19 @@ def test_loading_a_folder_of_another_model_type_fails_clearly(tmp_path):
         LatentVQ.from_pretrained(path)
     with pytest.raises(ArvideoError, match="not found"):
         VideoVAE.from_pretrained(tmp_path / "nowhere")
+
+
+def test_vae_loss_weighs_errors_on_objects_more_than_on_the_background():
+    """The same error on an object's pixels costs more than on as many background pixels (plain L1
+    reconstructed the shapes world's small objects as grey blobs)."""
+    target = -torch.ones(1, 3, 1, 32, 32)
+    target[:, 0, :, 4:8, 4:8] = 1.0  # a 4x4 red object on black
+    on_object, on_background = target.clone(), target.clone()
+    on_object[:, :, :, 4:8, 4:8] -= 0.5
+    on_background[:, :, :, 20:24, 20:24] += 0.5
+    posterior = DiagonalGaussian(torch.zeros(1, 4, 1, 4, 4), torch.zeros(1, 4, 1, 4, 4))
+    config = VAEConfig()
+    video = ((target + 1) * 127.5).round().to(torch.uint8)
+    object_loss = vae_loss(video, on_object, posterior, config)["recon"]
+    background_loss = vae_loss(video, on_background, posterior, config)["recon"]
+    assert object_loss > 3 * background_loss

@@ -23,7 +23,7 @@ import torch
 from arvideo.arlon.causal_conv import CausalDecoder, CausalEncoder, check_stack, check_video_shape
 from arvideo.arlon.pretrained import PretrainedModel
 from arvideo.errors import ArvideoError
-from arvideo.tokenizers.train import reconstruction_loss
+from arvideo.tokenizers.losses import reconstruction_loss
 
 LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 early in training
 
@@ -38,7 +38,7 @@ class VAEConfig:
     norm_groups: int = 8
     kl_weight: float = 1e-4  # mean per-element KL weight, against the reconstruction loss
     # reconstruction loss: the video tokenizer's (foreground-weighted L1 + L2, edge term). Plain mean L1
-    # (l2 0, edge 0, foreground 0) turned the shapes into grey blobs: objects cover ~5% of the pixels
+    # (l1 1, l2 0, edge 0, foreground 0) turned the shapes into grey blobs: objects cover ~5% of the pixels
     l1_weight: float = 0.0
     l2_weight: float = 1.0
     edge_weight: float = 0.2
