@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from arvideo.eval.long import FIRST_FRAMES, NEW_FRAMES, format_long, load_long_suite, score_long_suite
-from arvideo.eval.shapesbench import score_suite
+from arvideo.eval.shapesbench import format_comparison, score_suite
 from arvideo.eval.suite import Suite, load_suite
 from arvideo.pipelines import load
 from arvideo.pipelines.arlon import ArlonPipeline
@@ -98,21 +98,12 @@ def long_videos(pipe: ArlonPipeline, steps: int, n_cases: int | None, seed: int)
 
 def short_table(results: dict[str, dict[str, Any]]) -> str:
     base = next(iter(results.values()))["seconds"]
-    header = ["config", "steps", "t2v score", *SHORT_METRICS, "s/video", "speed-up"]
-    rows = [header]
-    for name, r in results.items():
-        t2v = r["report"]["tasks"]["t2v"]
-        cells = [f"{100 * t2v['metrics'][m]['score']:.1f}" for m in SHORT_METRICS]
-        steps = "-" if r["steps"] is None else str(r["steps"])
-        rows.append([name, steps, f"{100 * t2v['score']:.1f}", *cells, f"{r['seconds']:.2f}",
-                     f"{base / r['seconds']:.2f}x"])  # fmt: skip
-    chance = next(iter(results.values()))["report"]["tasks"]["t2v"]
-    chance_cells = [f"{100 * chance['metrics'][m]['chance']:.1f}" for m in SHORT_METRICS]
-    rows.append(["chance", "", f"{100 * chance['chance']:.1f}", *chance_cells, "", ""])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [[c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-             for row in rows]  # fmt: skip
-    return "\n".join("  ".join(line) for line in lines)
+    extra = {
+        "steps": ["-" if r["steps"] is None else str(r["steps"]) for r in results.values()],
+        "s/video": [f"{r['seconds']:.2f}" for r in results.values()],
+        "speed-up": [f"{base / r['seconds']:.2f}x" for r in results.values()],
+    }
+    return format_comparison({name: r["report"] for name, r in results.items()}, "t2v", SHORT_METRICS, extra)
 
 
 def main() -> None:

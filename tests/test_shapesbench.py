@@ -23,7 +23,8 @@ from arvideo.eval import (
 )
 from arvideo.eval.detector import _hull_area, components, detect
 from arvideo.eval.metrics import METRICS, _metric_values, classify_motion, smoothness
-from arvideo.eval.suite import build_suite, suite_json, suite_path
+from arvideo.eval.shapesbench import format_comparison
+from arvideo.eval.suite import Suite, build_suite, suite_json, suite_path
 from arvideo.eval.validation import degrade, media_source
 from arvideo.io import write_video
 
@@ -233,6 +234,20 @@ def test_wrong_prompt_media_scores_at_chance(suite, subset):
         assert _pooled(report, metric) <= chance[metric] + CHANCE_BAND, metric
     # persistence and smoothness ignore the prompt by design: a clean clip keeps them high
     assert _pooled(report, "persistence") >= 0.75
+
+
+def test_comparison_table_lists_each_report_in_order_then_chance(subset):
+    t2v = Suite("t2v", tuple(c for c in subset if c.task == "t2v"), ())
+    reports = {name: score_suite(media_source(name, list(t2v.cases)), t2v) for name in ("truth", "noise")}
+    table = format_comparison(reports, "t2v", ("colour", "motion"), {"s/video": ["1.50", "0.25"]})
+    header, truth, noise, chance = (line.split() for line in table.splitlines())
+    assert header == ["source", "t2v", "score", "colour", "motion", "s/video"]
+    assert truth[0] == "truth" and float(truth[1]) > 99 and truth[2:] == ["100.0", "100.0", "1.50"]
+    assert noise[0] == "noise" and float(noise[1]) < 50 and noise[-1] == "0.25"
+    levels = reports["truth"]["tasks"]["t2v"]
+    metric = levels["metrics"]
+    expected = [levels["chance"], metric["colour"]["chance"], metric["motion"]["chance"]]
+    assert chance == ["chance", *(f"{100 * v:.1f}" for v in expected)]
 
 
 def test_motion_reads_every_direction_and_ignores_jitter():

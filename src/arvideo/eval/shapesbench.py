@@ -150,3 +150,32 @@ def format_table(report: dict[str, Any]) -> str:
         f"overall {overall['score']:.1%} (chance {overall['chance']:.1%}); [chance level] per metric"
     )
     return "\n".join(lines)
+
+
+def format_comparison(
+    reports: dict[str, dict[str, Any]],
+    task: str,
+    metric_names: tuple[str, ...],
+    extra: dict[str, list[str]] | None = None,
+) -> str:
+    """Several reports of one task side by side: a row per report (percent), then a chance row.
+
+    `extra` adds columns after the metrics, one value per report in order (e.g. seconds per video).
+    """
+    extra = extra or {}
+    header = ["source", f"{task} score", *metric_names, *extra]
+    rows = [header]
+    for i, (name, report) in enumerate(reports.items()):
+        t = report["tasks"][task]
+        cells = [f"{100 * t['metrics'][m]['score']:.1f}" for m in metric_names]
+        rows.append([name, f"{100 * t['score']:.1f}", *cells, *(values[i] for values in extra.values())])
+    chance = next(iter(reports.values()))["tasks"][task]
+    cells = [f"{100 * chance['metrics'][m]['chance']:.1f}" for m in metric_names]
+    rows.append(["chance", f"{100 * chance['chance']:.1f}", *cells, *("" for _ in extra)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    )
