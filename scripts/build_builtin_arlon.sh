@@ -10,6 +10,7 @@
 # runs, shards and checkpoints go to RUN (not committed). Stages (docs/arlon.md, "Training recipe"):
 #   data -> frame shards -> VAE -> latent shards -> fine + coarse VQ-VAEs -> code shards -> AR model
 #   -> DiT alone -> injection branch on the frozen DiT -> export (fp16) to OUT.
+# After the VAE and after the VQ-VAEs the log shows what they keep (benchmarks/arlon_ceilings.py).
 # Environment: RUN (run folder, default runs/arlon), MODELS (stage models; RUN/models with SMOKE=1),
 # N (training clips, 4000), VAL (held-out clips, 64), WORKERS (shard writers, 1), OUT (pipeline folder;
 # default src/arvideo/builtin/arlon-shapes, or RUN/arlon-shapes with SMOKE=1), PY (python, .venv/bin/python).
@@ -32,6 +33,14 @@ ARVIDEO="$PY -m arvideo"
 mkdir -p "$RUN/configs" "$RUN/data" "$RUN/shards" "$M"
 
 step() { echo "== $*" >&2; }
+
+# ceilings [flags]: ShapesBench t2v on ground truth through the published stages (a downstream stage
+# cannot draw more than they keep); printed into the log, read it before trusting the later stages
+ceilings() {
+  step "ceilings"
+  if [ "$SMOKE" = 1 ]; then set -- "$@" --cases 2; fi
+  $PY benchmarks/arlon_ceilings.py --vae "$M/vae" "$@"
+}
 
 # 1. captioned clips of the shapes world (17 frames, 64x64)
 [ -f "$RUN/data/train/captions.csv" ] || { step "data"; $ARVIDEO data shapes --out "$RUN/data/train" -n "$N" --seed 0 --overwrite; }
@@ -61,11 +70,13 @@ train() {
 # 2. the video VAE, on frames; publishing measures its latent statistics
 shards frames frames
 train vae configs/arlon-vae.yaml --vae-stats "$RUN/shards/frames"
+ceilings
 
 # 3. the two latent VQ-VAEs, on the VAE's latents
 shards latents latents --vae "$M/vae"
 train fine_vq configs/arlon-vq-fine.yaml
 train coarse_vq configs/arlon-vq-coarse.yaml
+ceilings --fine-vq "$M/fine_vq" --coarse-vq "$M/coarse_vq"
 
 # 4. the AR model (Lumos-1) on fine codes
 shards codes codes --vae "$M/vae" --fine-vq "$M/fine_vq"
