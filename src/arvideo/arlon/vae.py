@@ -2,9 +2,9 @@
 
 ARLON runs its DiT on the latent of a frozen 3-D VAE (OpenSora-1.2's, 4 channels, 4x8x8
 compression; reference §4). arvideo ships its own, small enough for CPU:
-- causal in time like the discrete tokenizer (first frame alone, then groups of
-  `temporal_compression` frames), so 17 frames -> 5 latent frames and long videos decode
-  segment by segment (see `causal_conv`);
+- the encoder and decoder of the built-in video tokenizer (`tokenizers.conv_stack`): causal in time
+  (first frame alone, then groups of `temporal_compression` frames), so 17 frames -> 5 latent frames
+  and long videos decode segment by segment, with time compressed by space-time patchify;
 - KL-regularised (diagonal Gaussian posterior, standard-normal prior), so the latent stays smooth
   enough for diffusion;
 - a per-channel shift/scale (`latent_shift`, `latent_scale`, measured after training with
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from arvideo.arlon.causal_conv import CausalDecoder, CausalEncoder, check_stack, check_video_shape
+from arvideo.arlon.causal_conv import check_video_shape
 from arvideo.arlon.pretrained import PretrainedModel
 from arvideo.errors import ArvideoError
+from arvideo.tokenizers.conv_stack import Decoder, Encoder, patchify, unpatchify
 from arvideo.tokenizers.losses import reconstruction_loss
 
 LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 early in training
@@ -32,10 +33,12 @@ LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 early in traini
 class VAEConfig:
     in_channels: int = 3
     latent_channels: int = 4
-    channels: tuple[int, ...] = (16, 32, 64, 64)  # width per resolution stage; spatial compression 2**(len-1)
     temporal_compression: int = 4  # frames per latent frame after the first
-    num_res_blocks: int = 1  # residual blocks per stage
-    norm_groups: int = 8
+    patch_size: int = 2  # tc x p x p pixels -> channels; spatial compression p * 2**(len(channels) - 1)
+    channels: tuple[int, ...] = (32, 64, 96)  # conv width per resolution level, finest first
+    encoder_blocks: int = 1  # residual blocks per level
+    decoder_blocks: int = 2
+    temporal_kernel: int = 2  # causal kernel along latent time inside residual blocks
     kl_weight: float = 1e-4  # mean per-element KL weight, against the reconstruction loss
     # reconstruction loss: the video tokenizer's (foreground-weighted L1 + L2, edge term). Plain mean L1
     # (l1 1, l2 0, edge 0, foreground 0) turned the shapes into grey blobs: objects cover ~5% of the pixels
@@ -47,7 +50,17 @@ class VAEConfig:
     latent_scale: tuple[float, ...] | None = None  # per-channel std of raw latents (None: 1)
 
     def __post_init__(self) -> None:
-        check_stack(self.channels, self.temporal_compression, self.norm_groups, "VAEConfig")
+        self.channels = tuple(self.channels)
+        for name in ("in_channels", "latent_channels", "temporal_compression", "patch_size"):
+            if getattr(self, name) < 1:
+                raise ArvideoError(f"VAEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        blocks = (self.encoder_blocks, self.decoder_blocks, self.temporal_kernel - 1)
+        if not self.channels or min(self.channels) < 1 or min(blocks) < 0:
+            raise ArvideoError(
+                "VAEConfig needs positive channels and temporal_kernel, and blocks >= 0; got "
+                f"channels={self.channels}, temporal_kernel={self.temporal_kernel}, "
+                f"encoder_blocks={self.encoder_blocks}, decoder_blocks={self.decoder_blocks}"
+            )
         for name in ("latent_shift", "latent_scale"):
             value = getattr(self, name)
             if value is not None and len(value) != self.latent_channels:
@@ -55,7 +68,7 @@ class VAEConfig:
 
     @property
     def spatial_compression(self) -> int:
-        return 2 ** (len(self.channels) - 1)
+        return self.patch_size * 2 ** (len(self.channels) - 1)
 
 
 @dataclass
@@ -110,24 +123,10 @@ class VideoVAE(PretrainedModel):
 
     def __init__(self, config: VAEConfig):
         super().__init__()
-        self.config = config
-        c = config
-        self.encoder = CausalEncoder(
-            c.in_channels,
-            2 * c.latent_channels,
-            c.channels,
-            c.temporal_compression,
-            c.num_res_blocks,
-            c.norm_groups,
-        )
-        self.decoder = CausalDecoder(
-            c.latent_channels,
-            c.in_channels,
-            c.channels,
-            c.temporal_compression,
-            c.num_res_blocks,
-            c.norm_groups,
-        )
+        self.config = c = config
+        patch = c.in_channels * c.temporal_compression * c.patch_size**2
+        self.encoder = Encoder(patch, 2 * c.latent_channels, c.channels, c.encoder_blocks, c.temporal_kernel)
+        self.decoder = Decoder(c.latent_channels, patch, c.channels, c.decoder_blocks, c.temporal_kernel)
 
     @property
     def temporal_compression(self) -> int:
@@ -150,12 +149,13 @@ class VideoVAE(PretrainedModel):
         """video [B, 3, T, H, W] -> posterior over raw latents [B, C, 1+(T-1)/tc, H/sc, W/sc]."""
         _, _, t, h, w = video.shape
         check_video_shape(t, h, w, self.temporal_compression, self.spatial_compression, "video")
-        mean, logvar = self.encoder(to_float_video(video)).chunk(2, dim=1)  # [B, C, T', H', W'] each
+        x = patchify(to_float_video(video), self.temporal_compression, self.config.patch_size)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)  # [B, C, T', H', W'] each
         return DiagonalGaussian(mean, logvar.clamp(*LOGVAR_RANGE))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Raw latent [B, C, T', H', W'] -> video [B, 3, 1+tc*(T'-1), H'*sc, W'*sc], unclamped."""
-        return self.decoder(z)
+        return unpatchify(self.decoder(z), self.temporal_compression, self.config.patch_size)
 
     def forward(
         self, video: torch.Tensor, generator: torch.Generator
