@@ -8,9 +8,9 @@
 # kill just run the script again. The published stage models go to MODELS (default
 # stages/arlon-shapes, committed: a new checkout retrains only the stages that are not there yet);
 # runs, shards and checkpoints go to RUN (not committed). Stages (docs/arlon.md, "Training recipe"):
-#   data -> frame shards -> VAE -> latent shards -> fine + coarse VQ-VAEs -> code shards -> AR model
+#   data -> frame shards -> VAE -> latent shards -> fine VQ-VAE -> code shards -> AR model
 #   -> DiT alone -> injection branch on the frozen DiT -> export (fp16) to OUT.
-# After the VAE and after the VQ-VAEs the log shows what they keep (benchmarks/arlon_ceilings.py).
+# After the VAE and after the fine VQ-VAE the log shows what they keep (benchmarks/arlon_ceilings.py).
 # Environment: RUN (run folder, default runs/arlon), MODELS (stage models; RUN/models with SMOKE=1),
 # N (training clips, 4000), VAL (held-out clips, 64), WORKERS (shard writers, 1), OUT (pipeline folder;
 # default src/arvideo/builtin/arlon-shapes, or RUN/arlon-shapes with SMOKE=1), PY (python, .venv/bin/python).
@@ -72,11 +72,10 @@ shards frames frames
 train vae configs/arlon-vae.yaml --vae-stats "$RUN/shards/frames"
 ceilings
 
-# 3. the two latent VQ-VAEs, on the VAE's latents
+# 3. the fine latent VQ-VAE, on the VAE's latents: its codes for the AR model, its F for the injection
 shards latents latents --vae "$M/vae"
 train fine_vq configs/arlon-vq-fine.yaml
-train coarse_vq configs/arlon-vq-coarse.yaml
-ceilings --fine-vq "$M/fine_vq" --coarse-vq "$M/coarse_vq"
+ceilings --fine-vq "$M/fine_vq"
 
 # 4. the AR model (Lumos-1) on fine codes
 shards codes codes --vae "$M/vae" --fine-vq "$M/fine_vq"
