@@ -16,6 +16,9 @@ Axes: B batch, C channels, T frames (T' latent frames), H/W height/width.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -95,25 +98,25 @@ class Upsample(nn.Module):
         return rearrange(self.conv(x), "b (c i j) t h w -> b c t (h i) (w j)", i=2, j=2)  # [B, C, T, 2H, 2W]
 
 
+def levels(widths: tuple[int, ...], blocks: int, temporal_kernel: int,
+           resample: Callable[[int, int], nn.Module]) -> nn.Sequential:  # fmt: skip
+    """`blocks` residual blocks at each width, with `resample(width, next width)` between levels."""
+    layers: list[nn.Module] = []
+    for i, c in enumerate(widths):
+        layers += [ResBlock(c, temporal_kernel) for _ in range(blocks)]
+        if i + 1 < len(widths):
+            layers.append(resample(c, widths[i + 1]))
+    return nn.Sequential(*layers)
+
+
 class Encoder(nn.Module):
     """Patchified video [B, in_channels, T', H/p, W/p] -> latent [B, out_channels, T', h, w]."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        channels: tuple[int, ...],
-        blocks: int,
-        temporal_kernel: int,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], blocks: int,
+                 temporal_kernel: int):  # fmt: skip
         super().__init__()
         self.conv_in = CausalConv3d(in_channels, channels[0])
-        layers: list[nn.Module] = []
-        for i, c in enumerate(channels):
-            layers += [ResBlock(c, temporal_kernel) for _ in range(blocks)]
-            if i + 1 < len(channels):
-                layers.append(CausalConv3d(c, channels[i + 1], stride=2))
-        self.blocks = nn.Sequential(*layers)
+        self.blocks = levels(channels, blocks, temporal_kernel, functools.partial(CausalConv3d, stride=2))
         self.norm_out = ChannelNorm(channels[-1])
         self.conv_out = CausalConv3d(channels[-1], out_channels, kernel=1)
 
@@ -125,23 +128,12 @@ class Decoder(nn.Module):
     """Latent [B, in_channels, T', h, w] -> patchified video [B, out_channels, T', H/p, W/p]; mirrors
     `Encoder` with the same `channels` (finest first)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        channels: tuple[int, ...],
-        blocks: int,
-        temporal_kernel: int,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], blocks: int,
+                 temporal_kernel: int):  # fmt: skip
         super().__init__()
         ch = channels[::-1]
         self.conv_in = CausalConv3d(in_channels, ch[0], temporal_kernel=temporal_kernel)
-        layers: list[nn.Module] = []
-        for i, c in enumerate(ch):
-            layers += [ResBlock(c, temporal_kernel) for _ in range(blocks)]
-            if i + 1 < len(ch):
-                layers.append(Upsample(c, ch[i + 1]))
-        self.blocks = nn.Sequential(*layers)
+        self.blocks = levels(ch, blocks, temporal_kernel, Upsample)
         self.norm_out = ChannelNorm(ch[-1])
         self.conv_out = CausalConv3d(ch[-1], out_channels)
 
