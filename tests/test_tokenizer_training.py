@@ -55,6 +55,23 @@ def test_resume_is_exact(tmp_path):
     assert {"psnr", "fraction_used", "perplexity"} <= set(metrics)
 
 
+def test_decoder_fine_tuning_keeps_the_codes(tmp_path):
+    """init_from + train_encoder: false trains the decoder only: the encoder's weights, hence every
+    token id of models trained on the first tokenizer, stay as they were."""
+    first = train_from_config(write_config(tmp_path, "first", steps=2))
+    tuned = train_from_config(
+        write_config(tmp_path, "tuned", steps=3, init_from=str(first), train_encoder=False, lr=1e-2)
+    )
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("encoder."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    clips = heldout_clips(load_train_config(write_config(tmp_path, "first", steps=2)), n=2)
+    assert torch.equal(load_tokenizer(first).encode(clips), load_tokenizer(tuned).encode(clips))
+    other = {**TINY["model"], "channels": [8, 16]}
+    with pytest.raises(ArvideoError, match="init_from .* is not a tokenizer with this config's model"):
+        train_from_config(write_config(tmp_path, "other", steps=1, init_from=str(first), model=other))
+
+
 def test_training_beats_the_untrained_model(tmp_path):
     """An untrained model decodes flat mid-grey (zero-initialised output conv); 100 tiny steps must
     already reconstruct the held-out clips clearly better than that."""

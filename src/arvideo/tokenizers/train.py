@@ -76,6 +76,9 @@ class VideoTrainConfig:
     eval_clips: int = 32  # held-out clips for PSNR and codebook usage
     eval_seed: int = 1_000_003  # seed of the held-out clips (a stream never used in training)
     save_dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the final weights
+    init_from: str | None = None  # builtin:NAME or tokenizer folder whose weights start the run (same model)
+    train_encoder: bool = True  # false: encoder and codes frozen, only the decoder learns (models trained
+    #                             on the init_from tokenizer's tokens stay valid)
 
     def model_config(self) -> CausalTokenizerConfig:
         return CausalTokenizerConfig.from_dict(self.model)
@@ -226,6 +229,18 @@ def load_checkpoint(folder: Path, model, opt, cfg: VideoTrainConfig) -> tuple[in
 # training
 
 
+def start_from(model: CausalVideoTokenizer, name_or_path: str) -> None:
+    """Copy the weights of a trained tokenizer of the same architecture into `model`."""
+    from arvideo.tokenizers import load_tokenizer
+
+    source = load_tokenizer(name_or_path)
+    if not isinstance(source, CausalVideoTokenizer) or source.config != model.config:
+        raise ArvideoError(
+            f"init_from {name_or_path!r} is not a tokenizer with this config's model {model.config.to_dict()}"
+        )
+    model.load_state_dict(source.state_dict())
+
+
 def lr_at(step: int, cfg: VideoTrainConfig) -> float:
     """The trainer's warmup + cosine schedule (train/optim.py), down to lr * min_lr_ratio."""
     schedule = OptimConfig(lr=cfg.lr, min_lr=cfg.lr * cfg.min_lr_ratio, warmup_steps=cfg.warmup)
@@ -251,15 +266,20 @@ def train_video_tokenizer(cfg: VideoTrainConfig, resume: bool = False, overwrite
 
     model = CausalVideoTokenizer(cfg.model_config())
     model.init_weights(torch.Generator().manual_seed(cfg.seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    if cfg.init_from:
+        start_from(model, cfg.init_from)
+    model.encoder.requires_grad_(cfg.train_encoder)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step, rng = 0, np.random.default_rng(cfg.seed)
     if resume:
         step, rng = load_checkpoint(ckpt_dir, model, opt, cfg)
         log.info("resumed %s at step %d", ckpt_dir, step)
-    n_params = sum(p.numel() for p in model.parameters())
     log.info(
-        "tokenizer: %.2fM parameters, codebook %d, %d steps", n_params / 1e6, model.codebook_size, cfg.steps
-    )
+        "tokenizer: %.2fM parameters (%.2fM trained), codebook %d, %d steps",
+        sum(p.numel() for p in model.parameters()) / 1e6, sum(p.numel() for p in trained) / 1e6,
+        model.codebook_size, cfg.steps,
+    )  # fmt: skip
 
     heldout = heldout_clips(cfg)
     forward = torch.compile(model) if cfg.compile else model
@@ -289,7 +309,7 @@ def train_video_tokenizer(cfg: VideoTrainConfig, resume: bool = False, overwrite
                 )
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             clips_seen += cfg.batch_size
             done = step + 1
