@@ -18,6 +18,7 @@ from arvideo.lumos.decoder import LumosDecoder
 from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
 from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint
+from arvideo.train.checkpoint import step_dir
 from arvideo.train.config import load_config
 from arvideo.train.lumos_task import decoder_config
 from arvideo.train.metrics import read_log
@@ -37,12 +38,16 @@ def in_repo(monkeypatch):
 
 def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     plan, config = BuildPlan(), load_config(RECIPE)
-    check_config(plan, config)  # trains and validates on exactly the folders the build writes
+    continuation = load_config(plan.continue_config)
+    for leg in (config, continuation):
+        check_config(plan, leg)  # trains and validates on exactly the folders the build writes
+        assert leg.steps % leg.checkpoint.every == 0 and leg.checkpoint.every <= 200
+    first_leg_end = step_dir(Path(config.out_dir) / "checkpoints", config.steps)
+    assert Path(continuation.checkpoint.init_from) == first_leg_end
     header = RECIPE.read_text()
     for step in commands(plan).values():  # the commands listed in the config are the ones run
         for args in step:
             assert f"arvideo {shlex.join(args)}" in header
-    assert config.steps % config.checkpoint.every == 0 and config.checkpoint.every <= 200
 
     tokenizer = yaml.safe_load((ROOT / "configs" / "tokenizer-shapes.yaml").read_text())["model"]
     meta = {"text_vocab_size": load_text_tokenizer("builtin:shapes").vocab_size,
@@ -65,12 +70,14 @@ def test_every_shipped_builtin_fits_the_budget():
 
 
 def tiny_plan(tmp_path: Path) -> BuildPlan:
-    """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer."""
+    """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer;
+    4 steps, then 2 more in the continuation leg."""
     torch.manual_seed(0)  # test-only: PyTorch's default init, so decoded pixels depend on the codes
     config = CausalTokenizerConfig(patch_size=4, channels=(8, 8), decoder_blocks=1, levels=(4, 4))
     CausalVideoTokenizer(config).save(tmp_path / "tok")
     plan = BuildPlan(
-        config=str(tmp_path / "run.yaml"), data_dir=str(tmp_path / "data"), videos=4, images=8,
+        config=str(tmp_path / "run.yaml"), continue_config=str(tmp_path / "continue.yaml"),
+        data_dir=str(tmp_path / "data"), videos=4, images=8,
         val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
         out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
     )  # fmt: skip
@@ -83,6 +90,9 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
     recipe["eval"].update(shards=val, every=2, items=4)
     recipe["checkpoint"] = {"every": 2, "keep": 2}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(recipe))
+    recipe.update(out_dir=str(tmp_path / "continue"), steps=2, seed=1)
+    recipe["checkpoint"]["init_from"] = str(tmp_path / "run" / "checkpoints" / "step-00000004")
+    (tmp_path / "continue.yaml").write_text(yaml.safe_dump(recipe))
     return plan
 
 
@@ -90,10 +100,13 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     plan = tiny_plan(tmp_path)
     assert build(plan, quiet=True) == Path(plan.out)
 
-    # The exported folder: fp16 weights of the last checkpoint (upcast on load) and arvideo.json.
-    config = load_config(plan.config)
+    # Both legs ran; the exported folder holds the continuation's last checkpoint in fp16 (upcast
+    # on load) and arvideo.json.
+    first, config = load_config(plan.config), load_config(plan.continue_config)
+    assert final_checkpoint(first).name == "step-00000004"
     checkpoint = final_checkpoint(config)
-    assert checkpoint.name == "step-00000004"
+    assert checkpoint.name == "step-00000002"
+    assert [r["step"] for r in read_log(Path(config.out_dir) / "log.csv")] == [1, 2]
     stored = read_official_state(plan.out)
     trained = load_file(checkpoint / "model.safetensors")
     assert stored.keys() == trained.keys() and all(v.dtype == torch.float16 for v in stored.values())
@@ -104,7 +117,7 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     pipe = arvideo.load(plan.out)  # generates with the defaults it was exported with
     assert next(pipe.model.parameters()).dtype == torch.float32
     assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
-    rows = read_log(Path(config.out_dir) / "eval.csv")
+    rows = read_log(Path(first.out_dir) / "eval.csv")
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
 
     # Rerun after an interruption: a lost shard is tokenized again, nothing is retrained, the
@@ -117,6 +130,13 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert build(plan, overwrite=True, quiet=True) == Path(plan.out)
     assert all(torch.equal(read_official_state(plan.out)[k], v) for k, v in stored.items())
 
+    continuation = yaml.safe_load(Path(plan.continue_config).read_text())
+    continuation["checkpoint"]["init_from"] = str(tmp_path / "run" / "checkpoints" / "step-00000002")
+    Path(plan.continue_config).write_text(yaml.safe_dump(continuation))
+    with pytest.raises(ArvideoError, match="continues .* whose last checkpoint is"):
+        build(plan, quiet=True)  # the continuation must start where the first leg ended
+
+    plan.continue_config = ""
     plan.videos = 5  # a data folder that does not match the plan is never silently reused
     with pytest.raises(ArvideoError, match="holds 4 items, the plan 5"):
         build(plan, quiet=True)

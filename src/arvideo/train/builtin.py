@@ -11,11 +11,13 @@ build after a kill (or at the start of a new session) continues where it stopped
    and images (a folder already holding its captions.csv is kept; the writer is atomic);
 2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
    are skipped);
-3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists);
+3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
+   the same for the continuation config, which starts from CONFIG's last checkpoint
+   (`checkpoint.init_from`) with a new warmup and cosine;
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
-The run config names the token folders this plan writes (`data.shards`: train videos, train
+Both run configs name the token folders this plan writes (`data.shards`: train videos, train
 images; `eval.shards`: validation videos, validation images); a mismatch is an error, so
 `arvideo train CONFIG` alone trains on exactly what the build made.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -36,7 +39,7 @@ import torch
 
 from arvideo.errors import ArvideoError
 from arvideo.files import atomic_write
-from arvideo.train.checkpoint import checkpoint_dirs
+from arvideo.train.checkpoint import checkpoint_dirs, step_dir
 from arvideo.train.config import RunConfig, _doc, load_config
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,10 @@ class BuildPlan:
 
     config: str = _doc(
         "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes.yaml"
+    )
+    continue_config: str = _doc(
+        "run config that continues from the last checkpoint of `config` ('' for none)",
+        default="configs/builtin-shapes-continue.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
@@ -101,11 +108,16 @@ def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
              "--text-tokenizer", plan.text_tokenizer, "--frames", str(plan.frames), "--workers",
              str(plan.workers)]
         )  # fmt: skip
-    return {"data": data, "tokens": tokens, "train": [["train", plan.config, "--resume"]]}
+    return {"data": data, "tokens": tokens, "train": [["train", c, "--resume"] for c in run_configs(plan)]}
+
+
+def run_configs(plan: BuildPlan) -> list[str]:
+    """The run configs the train step runs, in order."""
+    return [plan.config] + ([plan.continue_config] if plan.continue_config else [])
 
 
 def check_config(plan: BuildPlan, config: RunConfig) -> None:
-    """The run config must train and validate on the token folders the plan writes."""
+    """A run config must train and validate on the token folders the plan writes."""
     folders = [plan.tokens(name) for name, *_ in plan.parts()]
     for key, have, want in (
         ("data.shards", config.data.shards, folders[:2]),
@@ -172,8 +184,16 @@ def build(
     there was none to write (kept, or not reached)."""
     from arvideo.data.folder import read_captions
 
-    config = load_config(plan.config)
-    check_config(plan, config)
+    configs = [load_config(path) for path in run_configs(plan)]
+    for config in configs:
+        check_config(plan, config)
+    for first, then in itertools.pairwise(configs):
+        start = step_dir(Path(first.out_dir) / "checkpoints", first.steps)
+        if then.checkpoint.init_from is None or Path(then.checkpoint.init_from).resolve() != start.resolve():
+            raise ArvideoError(
+                f"{plan.continue_config}: `checkpoint.init_from` is {then.checkpoint.init_from}, but it "
+                f"continues {plan.config}, whose last checkpoint is {start}"
+            )
     steps = commands(plan)
     Path(plan.data_dir).mkdir(parents=True, exist_ok=True)
     for (name, n, *_), args in zip(plan.parts(), steps["data"], strict=True):  # 1. data
@@ -187,14 +207,15 @@ def build(
     last = STAGES.index(stop_after)
     for args in steps["tokens"] if last >= 1 else []:  # 2. tokens: finished shards are skipped
         run(args, quiet)
-    if last >= 2 and final_checkpoint(config) is None:  # 3. train, from the newest checkpoint
-        run(steps["train"][0], quiet)
+    for config, args in zip(configs, steps["train"], strict=True):  # 3. train, from the newest checkpoint
+        if last >= 2 and final_checkpoint(config) is None:
+            run(args, quiet)
     if last < 3:
         return None
     if Path(plan.out).exists() and not overwrite:  # 4. export
         logger.info("%s exists: kept (pass --overwrite to export again)", plan.out)
         return None
-    return export(final_checkpoint(config), plan, overwrite=overwrite)
+    return export(final_checkpoint(configs[-1]), plan, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,11 @@ MODEL_FILES = ("config.json", "model.safetensors")
 _NAME = re.compile(r"^step-(\d{8})$")
 
 
+def step_dir(root: Path, step: int) -> Path:
+    """Where the checkpoint of `step` lives under `root` (OUT_DIR/checkpoints)."""
+    return root / f"step-{step:08d}"
+
+
 def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints under `root` as (step, folder), oldest first."""
     found = []
@@ -111,7 +116,7 @@ class Checkpointer:
         model_state = get_model_state_dict(model, options=options)
         optim_state = get_optimizer_state_dict(model, optimizer, options=options)
         rng_states = all_gather_object(rng_state(generator))
-        path = self.root / f"step-{step:08d}"
+        path = step_dir(self.root, step)
         if self.dist.is_main:
             with atomic_write(path, overwrite=True, is_dir=True) as tmp:
                 task.save_model(model_state, tmp)
