@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from arvideo.errors import ArvideoError
 from arvideo.files import atomic_write
 from arvideo.progress import progress
+from arvideo.tokenizers import load_tokenizer
 from arvideo.tokenizers.fsq import codebook_usage
 from arvideo.tokenizers.losses import reconstruction_loss
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
@@ -231,8 +232,6 @@ def load_checkpoint(folder: Path, model, opt, cfg: VideoTrainConfig) -> tuple[in
 
 def start_from(model: CausalVideoTokenizer, name_or_path: str) -> None:
     """Copy the weights of a trained tokenizer of the same architecture into `model`."""
-    from arvideo.tokenizers import load_tokenizer
-
     source = load_tokenizer(name_or_path)
     if not isinstance(source, CausalVideoTokenizer) or source.config != model.config:
         raise ArvideoError(
