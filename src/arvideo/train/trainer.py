@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import math
 import shutil
@@ -352,14 +353,18 @@ def run(config_path: str | Path, resume: bool = False, overwrite: bool = False) 
     """Train a Task kind (what `arvideo train CONFIG` runs for it): process group, train, clean up."""
     config = load_config(config_path)
     dist = init_distributed()
-    trainer = None
     try:
         if not dist.is_main:  # rank 0 alone speaks
             logging.getLogger("arvideo").setLevel(logging.WARNING)
             set_progress(False)
         trainer = Trainer(config, build_task(config), dist, resume=resume, overwrite=overwrite)
-        trainer.train()
-    finally:
-        if trainer is not None:
+        try:
+            trainer.train()
+        finally:
             trainer.close()
+            # DDP and FSDP hold the process group. Free them now so the group is torn down here,
+            # not by the garbage collector at interpreter exit (a rank once aborted there in CI).
+            del trainer
+            gc.collect()
+    finally:
         destroy_distributed()
