@@ -1,6 +1,7 @@
 """The built-in model's recipe: its config agrees with the build chain and the size budget, and a tiny
 variant of the chain runs end to end (data -> tokens -> train -> export), resumably."""
 
+import itertools
 import json
 import math
 import shlex
@@ -17,10 +18,10 @@ from arvideo.lumos.checkpoint import read_official_state
 from arvideo.lumos.decoder import LumosDecoder
 from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
-from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint
+from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint, run_configs
 from arvideo.train.checkpoint import step_dir
 from arvideo.train.config import load_config
-from arvideo.train.lumos_task import decoder_config
+from arvideo.train.lumos_task import PRESETS, decoder_config
 from arvideo.train.metrics import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +38,17 @@ def in_repo(monkeypatch):
 
 
 def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
-    plan, config = BuildPlan(), load_config(RECIPE)
-    continuation = load_config(plan.continue_config)
-    for leg in (config, continuation):
-        check_config(plan, leg)  # trains and validates on exactly the folders the build writes
+    plan = BuildPlan()
+    paths = run_configs(plan)
+    assert Path(paths[0]) == RECIPE.relative_to(ROOT)
+    legs = [load_config(path) for path in paths]
+    for path, leg in zip(paths, legs, strict=True):
+        check_config(plan, leg, path)  # trains and validates on exactly the folders the build writes
         assert leg.steps % leg.checkpoint.every == 0 and leg.checkpoint.every <= 200
-    first_leg_end = step_dir(Path(config.out_dir) / "checkpoints", config.steps)
-    assert Path(continuation.checkpoint.init_from) == first_leg_end
+    for before, after in itertools.pairwise(legs):  # each leg starts where the one before ended
+        end = step_dir(Path(before.out_dir) / "checkpoints", before.steps)
+        assert Path(after.checkpoint.init_from) == end
+    config = legs[0]
     header = RECIPE.read_text()
     for step in commands(plan).values():  # the commands listed in the config are the ones run
         for args in step:
@@ -52,8 +57,10 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     tokenizer = yaml.safe_load((ROOT / "configs" / "tokenizer-shapes.yaml").read_text())["model"]
     meta = {"text_vocab_size": load_text_tokenizer("builtin:shapes").vocab_size,
             "codebook_size": math.prod(tokenizer["levels"])}  # fmt: skip
+    shipped_config = decoder_config(config.model, meta)
+    shipped_config.num_hidden_layers += sum(leg.task.get("add_layers", 0) for leg in legs)  # grown legs
     with torch.device("meta"):
-        model = LumosDecoder(decoder_config(config.model, meta))
+        model = LumosDecoder(shipped_config)
     model_mb = 2 * sum(p.numel() for p in model.parameters()) / 2**20  # exported in fp16
     shipped = BUILTIN_DIR / "tokenizer-shapes"
     tokenizer_mb = (
@@ -71,12 +78,13 @@ def test_every_shipped_builtin_fits_the_budget():
 
 def tiny_plan(tmp_path: Path) -> BuildPlan:
     """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer;
-    4 steps, then 2 more in the continuation leg."""
+    4 steps, then 2 more in a continuation leg, then 2 more grown by one block."""
     torch.manual_seed(0)  # test-only: PyTorch's default init, so decoded pixels depend on the codes
     config = CausalTokenizerConfig(patch_size=4, channels=(8, 8), decoder_blocks=1, levels=(4, 4))
     CausalVideoTokenizer(config).save(tmp_path / "tok")
     plan = BuildPlan(
-        config=str(tmp_path / "run.yaml"), continue_config=str(tmp_path / "continue.yaml"),
+        config=str(tmp_path / "run.yaml"),
+        continue_configs=f"{tmp_path / 'continue.yaml'},{tmp_path / 'grow.yaml'}",
         data_dir=str(tmp_path / "data"), videos=4, images=8,
         val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
         out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
@@ -93,6 +101,10 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
     recipe.update(out_dir=str(tmp_path / "continue"), steps=2, seed=1)
     recipe["checkpoint"]["init_from"] = str(tmp_path / "run" / "checkpoints" / "step-00000004")
     (tmp_path / "continue.yaml").write_text(yaml.safe_dump(recipe))
+    recipe.update(out_dir=str(tmp_path / "grow"), seed=2)
+    recipe["task"]["add_layers"] = 1
+    recipe["checkpoint"]["init_from"] = str(tmp_path / "continue" / "checkpoints" / "step-00000002")
+    (tmp_path / "grow.yaml").write_text(yaml.safe_dump(recipe))
     return plan
 
 
@@ -100,10 +112,11 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     plan = tiny_plan(tmp_path)
     assert build(plan, quiet=True) == Path(plan.out)
 
-    # Both legs ran; the exported folder holds the continuation's last checkpoint in fp16 (upcast
-    # on load) and arvideo.json.
-    first, config = load_config(plan.config), load_config(plan.continue_config)
+    # Every leg ran; the exported folder holds the last leg's last checkpoint in fp16 (upcast on
+    # load) and arvideo.json.
+    first, middle, config = [load_config(path) for path in run_configs(plan)]
     assert final_checkpoint(first).name == "step-00000004"
+    assert final_checkpoint(middle).name == "step-00000002"
     checkpoint = final_checkpoint(config)
     assert checkpoint.name == "step-00000002"
     assert [r["step"] for r in read_log(Path(config.out_dir) / "log.csv")] == [1, 2]
@@ -116,6 +129,7 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert [settings[k] for k in ("width", "frames", "fps", "prompt")] == [32, 9, 8, "caption"]
     pipe = arvideo.load(plan.out)  # generates with the defaults it was exported with
     assert next(pipe.model.parameters()).dtype == torch.float32
+    assert len(pipe.model.layers) == PRESETS["tiny"]["num_hidden_layers"] + 1  # grown by the last leg
     assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
     rows = read_log(Path(first.out_dir) / "eval.csv")
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
@@ -130,13 +144,14 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert build(plan, overwrite=True, quiet=True) == Path(plan.out)
     assert all(torch.equal(read_official_state(plan.out)[k], v) for k, v in stored.items())
 
-    continuation = yaml.safe_load(Path(plan.continue_config).read_text())
-    continuation["checkpoint"]["init_from"] = str(tmp_path / "run" / "checkpoints" / "step-00000002")
-    Path(plan.continue_config).write_text(yaml.safe_dump(continuation))
-    with pytest.raises(ArvideoError, match="continues .* whose last checkpoint is"):
-        build(plan, quiet=True)  # the continuation must start where the first leg ended
+    grow = tmp_path / "grow.yaml"
+    continuation = yaml.safe_load(grow.read_text())
+    continuation["checkpoint"]["init_from"] = str(tmp_path / "continue" / "checkpoints" / "step-00000001")
+    grow.write_text(yaml.safe_dump(continuation))
+    with pytest.raises(ArvideoError, match="grow.yaml: .* continues .*continue.yaml, whose last checkpoint"):
+        build(plan, quiet=True)  # a continuation must start where the leg before ended
 
-    plan.continue_config = ""
+    plan.continue_configs = ""
     plan.videos = 5  # a data folder that does not match the plan is never silently reused
     with pytest.raises(ArvideoError, match="holds 4 items, the plan 5"):
         build(plan, quiet=True)

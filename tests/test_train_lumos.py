@@ -80,6 +80,21 @@ def test_lumos_training_resumes_exactly_and_saves_a_loadable_model(tmp_path, sha
     assert tuned.config.hidden_size == 64
     torch.testing.assert_close(tuned.eval()(ids), model(ids))
 
+    # Growing it: two blocks stacked on top start as the identity (same logits), then learn.
+    grow = {"checkpoint": {"every": 3, "init_from": str(folder)}, "task": {"add_layers": 2}}
+    cfg = config(tmp_path / "grow", shards, **grow)
+    grower = Trainer(cfg, LumosTask(cfg))
+    grown = grower.model.decoder
+    assert len(grown.layers) == len(model.layers) + 2
+    torch.testing.assert_close(grown.eval()(ids), model(ids))
+    grower.train(until=3)
+    new_block = grown.layers[-1]
+    assert new_block.attn.o.weight.abs().sum() > 0 and new_block.mlp.down.weight.abs().sum() > 0
+    saved = load_lumos(latest_checkpoint(tmp_path / "grow" / "checkpoints"))
+    assert saved.config.num_hidden_layers == len(model.layers) + 2
+    with pytest.raises(ArvideoError, match="grows the model of `checkpoint.init_from`, which is unset"):
+        LumosTask(config(tmp_path / "nothing", shards, task={"add_layers": 2}))
+
 
 def test_model_config_errors_and_timing():
     with pytest.raises(ArvideoError, match="unknown config key `model.hidden`; valid keys: preset, vocab"):

@@ -12,12 +12,13 @@ build after a kill (or at the start of a new session) continues where it stopped
 2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
    are skipped);
 3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
-   the same for the continuation config, which starts from CONFIG's last checkpoint
-   (`checkpoint.init_from`) with a new warmup and cosine;
+   the same for each continuation config in turn, each starting from the previous leg's last
+   checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the last one also grows the
+   model by three blocks, `task.add_layers`);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
-Both run configs name the token folders this plan writes (`data.shards`: train videos, train
+All run configs name the token folders this plan writes (`data.shards`: train videos, train
 images; `eval.shards`: validation videos, validation images); a mismatch is an error, so
 `arvideo train CONFIG` alone trains on exactly what the build made.
 """
@@ -54,9 +55,9 @@ class BuildPlan:
     config: str = _doc(
         "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes.yaml"
     )
-    continue_config: str = _doc(
-        "run config that continues from the last checkpoint of `config` ('' for none)",
-        default="configs/builtin-shapes-continue.yaml",
+    continue_configs: str = _doc(
+        "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
+        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
@@ -113,10 +114,10 @@ def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
 
 def run_configs(plan: BuildPlan) -> list[str]:
     """The run configs the train step runs, in order."""
-    return [plan.config] + ([plan.continue_config] if plan.continue_config else [])
+    return [plan.config] + [path for path in plan.continue_configs.split(",") if path]
 
 
-def check_config(plan: BuildPlan, config: RunConfig) -> None:
+def check_config(plan: BuildPlan, config: RunConfig, path: str) -> None:
     """A run config must train and validate on the token folders the plan writes."""
     folders = [plan.tokens(name) for name, *_ in plan.parts()]
     for key, have, want in (
@@ -126,7 +127,7 @@ def check_config(plan: BuildPlan, config: RunConfig) -> None:
         have = [have] if isinstance(have, str) else have or []
         if [Path(p).resolve() for p in have] != [p.resolve() for p in want]:
             raise ArvideoError(
-                f"{plan.config}: `{key}` is {have}, but the build writes {[str(p) for p in want]}; "
+                f"{path}: `{key}` is {have}, but the build writes {[str(p) for p in want]}; "
                 "make them agree (e.g. with --data-dir)"
             )
 
@@ -184,15 +185,16 @@ def build(
     there was none to write (kept, or not reached)."""
     from arvideo.data.folder import read_captions
 
-    configs = [load_config(path) for path in run_configs(plan)]
-    for config in configs:
-        check_config(plan, config)
-    for first, then in itertools.pairwise(configs):
+    paths = run_configs(plan)
+    configs = [load_config(path) for path in paths]
+    for path, config in zip(paths, configs, strict=True):
+        check_config(plan, config, path)
+    for (first_path, first), (then_path, then) in itertools.pairwise(zip(paths, configs, strict=True)):
         start = step_dir(Path(first.out_dir) / "checkpoints", first.steps)
         if then.checkpoint.init_from is None or Path(then.checkpoint.init_from).resolve() != start.resolve():
             raise ArvideoError(
-                f"{plan.continue_config}: `checkpoint.init_from` is {then.checkpoint.init_from}, but it "
-                f"continues {plan.config}, whose last checkpoint is {start}"
+                f"{then_path}: `checkpoint.init_from` is {then.checkpoint.init_from}, but it "
+                f"continues {first_path}, whose last checkpoint is {start}"
             )
     steps = commands(plan)
     Path(plan.data_dir).mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,7 @@ class LumosOptions:
     min_mask_ratio: float = 0.7  # floor of the per-sample cosine mask ratio
     text_drop: float = 0.1  # CFG: probability of training a sample without its caption
     loss_chunk: int = 1024  # rows of visual logits computed at a time
+    add_layers: int = 0  # with checkpoint.init_from: blocks stacked on its model, identity at first
     shapesbench: ShapesBenchOptions = field(default_factory=ShapesBenchOptions)
 
 
@@ -146,6 +147,12 @@ class LumosTask(Task):
                     f"{config.checkpoint.init_from} has {have} visual codes, the shards' tokenizer {need}; "
                     "tokenize the data with the model's tokenizer"
                 )
+            self.decoder_config = dataclasses.replace(
+                self.decoder_config,
+                num_hidden_layers=self.decoder_config.num_hidden_layers + self.options.add_layers,
+            )
+        elif self.options.add_layers:
+            raise ArvideoError("`task.add_layers` grows the model of `checkpoint.init_from`, which is unset")
         else:
             self.decoder_config = decoder_config(config.model, self.meta)
         self.vocab = self.decoder_config.vocab
@@ -216,6 +223,22 @@ class LumosTask(Task):
 
     def load_model(self, folder: Path) -> dict[str, torch.Tensor]:
         return {PREFIX + k: v for k, v in to_native(read_official_state(folder), self.vocab).items()}
+
+    def start_from(self, model: nn.Module, folder: Path) -> None:
+        """Load `folder`'s model; the top `task.add_layers` blocks are new and start as the identity.
+
+        A new block's attention and MLP output projections are zero, so its residual branches add
+        nothing: the grown model computes exactly what the starting one did, and the new blocks
+        learn from there (their output projections get gradients at once, the rest one step later).
+        """
+        blocks = self.blocks(model)
+        first_new = len(blocks) - self.options.add_layers
+        for block in blocks[first_new:]:
+            nn.init.zeros_(block.attn.o.weight)
+            nn.init.zeros_(block.mlp.down.weight)
+        new = tuple(f"{PREFIX}layers.{i}." for i in range(first_new, len(blocks)))
+        fresh = {k: v for k, v in model.state_dict().items() if k.startswith(new)}
+        model.load_state_dict({**self.load_model(folder), **fresh})
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:

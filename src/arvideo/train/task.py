@@ -86,6 +86,10 @@ class Task:
         """Read the full state dict (the model's own keys) back from a model folder."""
         return load_file(str(folder / "model.safetensors"))
 
+    def start_from(self, model: nn.Module, folder: Path) -> None:
+        """Load the weights of `checkpoint.init_from` into a freshly built model (strict)."""
+        model.load_state_dict(self.load_model(folder))
+
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
         """Task-specific periodic evaluation (e.g. ShapesBench); the validation loss is the trainer's."""
         return {}

@@ -96,7 +96,7 @@ class Trainer:
             model = task.build_model()
         if config.checkpoint.init_from:
             try:
-                model.load_state_dict(task.load_model(Path(config.checkpoint.init_from)))
+                task.start_from(model, Path(config.checkpoint.init_from))
             except RuntimeError as err:  # missing, unexpected or mis-shaped weights
                 message = " ".join(str(err).split())
                 raise ArvideoError(f"`checkpoint.init_from` does not fit the model: {message}") from err
