@@ -47,7 +47,7 @@ def pipe(bench_dir) -> RecordingPipeline:
 
 
 # the report's record of the sampling options a run leaves unset
-UNSET_SAMPLING = {"temperature": 1.0, "top_k": None, "history_ratio": None, "decoding": "parallel"}
+UNSET_SAMPLING = {"temperature": None, "top_k": None, "history_ratio": None, "decoding": "parallel"}
 
 
 def mini_suite() -> Suite:

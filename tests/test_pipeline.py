@@ -6,6 +6,7 @@ naming a (random, tiny) causal FSQ video tokenizer and a small caption BPE.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -102,6 +103,17 @@ def test_text_to_video_uses_the_model_defaults(pipe):
     assert video.frames.shape == (9, 32, 32, 3) and video.fps == 8
 
 
+def test_sampling_defaults_come_from_arvideo_json_and_calls_override_them(pipe):
+    settings = dataclasses.replace(pipe.config, temperature=0.5, top_k=3)
+    tuned = LumosPipeline(pipe.model, pipe.tokenizer, pipe.text_tokenizer, settings)
+    default = tuned.check_inputs(CAPTIONS[0]).config
+    assert default.temperature == 0.5 and default.top_k == 3
+    given = tuned.check_inputs(CAPTIONS[0], temperature=1.0, top_k=0).config
+    assert given.temperature == 1.0 and given.top_k is None  # 0: every code may be drawn
+    plain = pipe.check_inputs(CAPTIONS[0]).config  # the fixture's: temperature 1, no top-k
+    assert plain.temperature == 1.0 and plain.top_k is None
+
+
 def test_text_to_image_is_one_frame(pipe):
     steps = []
     video = pipe(CAPTIONS[0], frames=1, callback=steps.append)
@@ -177,7 +189,7 @@ def test_official_layout_pipeline_writes_the_lumos_prompt():
         (dict(frames=5, seconds=1.0), "either frames or seconds"),
         (dict(steps=0), "steps must be >= 1"),
         (dict(cfg=-1.0), "cfg must be >= 0"),
-        (dict(top_k=0), "top-k must be >= 1"),
+        (dict(top_k=-1), "top-k must be a whole number >= 0"),
         (dict(history_ratio=2.0), "history ratio"),
         (dict(fps=0), "fps must be a whole number"),
         (dict(image=torch.zeros(4, 32, 32, 3, dtype=torch.uint8)), "given frames: 4 frames cannot be made"),

@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 
-from arvideo.cli.values import optional_numbers
+from arvideo.cli.values import SAMPLING_NUMBERS, add_sampling_args, optional_numbers
 from arvideo.eval import (
     evaluate,
     evaluate_pipeline,
@@ -65,11 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default="t2i,t2v,i2v", help="comma-separated tasks to run (default all three)")
     p.add_argument("--steps", help="parallel decoding steps per frame (default: the model's)")
     p.add_argument("--cfg", help="guidance scale of images and videos (default: the model's)")
-    p.add_argument("--temperature", default="1.0", help="temperature of the token draw (0: most likely)")
-    p.add_argument("--top-k", help="draw each token among the k most likely visual tokens only")
-    p.add_argument("--history-ratio", help="fraction of every finished frame masked in the KV cache")
-    p.add_argument("--decoding", default="parallel", choices=("parallel", "next_token"),
-                   help="per-frame parallel masked decoding (Lumos-1) or one token at a time")  # fmt: skip
+    add_sampling_args(p)
     p.add_argument("--seed", default="0", help="random seed of every case (default 0)")
     p.add_argument("--out", help="also write the media here as <case id>.png|.mp4 (a new folder)")
     _report_args(p, "replace an existing report file or media folder")
@@ -114,7 +110,7 @@ def run_model(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     select_cases(suite, args.subset, tasks)  # fail on a bad task before the model loads
-    numbers = dict(steps=int, cfg=float, seed=int, temperature=float, top_k=int, history_ratio=float)
+    numbers = dict(steps=int, cfg=float, seed=int, **SAMPLING_NUMBERS)
     options = optional_numbers(args, numbers)
     for path in (args.report, args.out):
         if path:

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from arvideo.cli.values import optional_numbers, parse_size
+from arvideo.cli.values import SAMPLING_NUMBERS, add_sampling_args, optional_numbers, parse_size
 from arvideo.errors import ArvideoError
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", help="parallel decoding steps per frame")
     p.add_argument("--cfg", help="classifier-free guidance scale (1 = no guidance, faster)")
     p.add_argument("--seed", default="0", help="random seed: the same seed gives the same video (default 0)")
-    p.add_argument("--temperature", default="1.0", help="temperature of the token draw (0: most likely)")
-    p.add_argument("--top-k", help="draw each token among the k most likely visual tokens only")
-    p.add_argument("--history-ratio", help="fraction of every finished frame masked in the KV cache (0.7)")
-    p.add_argument("--decoding", default="parallel", choices=("parallel", "next_token"),
-                   help="per-frame parallel masked decoding (Lumos-1) or one token at a time")  # fmt: skip
+    add_sampling_args(p)
     p.add_argument(
         "--official-quirks", action="store_true",
         help="reproduce the released code's compounding remask temperature (see docs/generation.md)",
@@ -64,8 +60,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from arvideo.io import WRITE_SUFFIXES
     from arvideo.pipelines import load
 
-    numbers = dict(frames=int, seconds=float, fps=int, steps=int, cfg=float, seed=int)
-    numbers.update(temperature=float, top_k=int, history_ratio=float)
+    numbers = dict(frames=int, seconds=float, fps=int, steps=int, cfg=float, seed=int, **SAMPLING_NUMBERS)
     options = optional_numbers(args, numbers)
     options.update(size=parse_size(args.size) if args.size else None, official_quirks=args.official_quirks,
                    decoding=args.decoding)  # fmt: skip

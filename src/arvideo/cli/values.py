@@ -7,6 +7,18 @@ import argparse
 from arvideo.errors import ArvideoError
 
 
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The token-draw flags of Lumos-1 generation; an unset number takes the model's `arvideo.json`."""
+    p.add_argument("--temperature", help="temperature of the token draw (0: the most likely token)")
+    p.add_argument("--top-k", help="draw among the k most likely visual tokens only (0: among all)")
+    p.add_argument("--history-ratio", help="fraction of every finished frame masked in the KV cache")
+    p.add_argument("--decoding", default="parallel", choices=("parallel", "next_token"),
+                   help="per-frame parallel masked decoding (Lumos-1) or one token at a time")  # fmt: skip
+
+
+SAMPLING_NUMBERS = {"temperature": float, "top_k": int, "history_ratio": float}
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`WIDTHxHEIGHT` -> (width, height), both positive."""
     try:

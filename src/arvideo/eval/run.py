@@ -56,7 +56,7 @@ def evaluate_pipeline(
     seed: int = 0,
     steps: int | None = None,
     cfg: float | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     history_ratio: float | None = None,
     decoding: str = "parallel",

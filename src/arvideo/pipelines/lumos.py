@@ -60,6 +60,8 @@ class PipelineConfig:
     cfg: float = 15.0
     image_cfg: float = 16.0  # guidance for one-frame outputs (the released text-to-image driver)
     history_ratio: float = 0.7
+    temperature: float = 1.0  # of the token draw; 0 takes the most likely token
+    top_k: int = 0  # draw among the k most likely visual codes only; 0: all of them (the released code)
 
     @classmethod
     def read(cls, folder: Path) -> PipelineConfig:
@@ -157,7 +159,7 @@ class LumosPipeline:
         steps: int | None = None,
         cfg: float | None = None,
         seed: int = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         history_ratio: float | None = None,
         official_quirks: bool = False,
@@ -200,13 +202,16 @@ class LumosPipeline:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ArvideoError(f"seed must be an integer, got {seed!r}")
 
+        top_k = c.top_k if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ArvideoError(f"top-k must be a whole number >= 0 (0: draw among all codes), got {top_k!r}")
         one_frame = n_frames == 1
         config = sampler.SamplerConfig(
             steps=c.steps if steps is None else steps,
             cfg=(c.image_cfg if one_frame else c.cfg) if cfg is None else cfg,
             history_ratio=c.history_ratio if history_ratio is None else history_ratio,
-            temperature=temperature,
-            top_k=top_k,
+            temperature=c.temperature if temperature is None else temperature,
+            top_k=top_k or None,
             official_quirks=official_quirks,
             decoding=decoding,
         )

@@ -79,6 +79,8 @@ class BuildPlan:
     sample_cfg: float = _doc("arvideo.json: guidance scale for videos", default=3.0)
     sample_image_cfg: float = _doc("arvideo.json: guidance scale for images", default=3.0)
     sample_history_ratio: float = _doc("arvideo.json: history masking ratio", default=0.7)
+    sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=1.0)
+    sample_top_k: int = _doc("arvideo.json: draw among the k most likely codes only (0: all)", default=0)
 
     def parts(self) -> list[tuple[str, int, bool, int]]:
         """(folder name, items, images?, seed) of every data folder, training ones first."""
@@ -158,7 +160,7 @@ def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
         prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
         fps=round(float(ShardDataset(plan.tokens("train-videos")).fps[0])),  # the header numbers it learnt
         steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
-        history_ratio=plan.sample_history_ratio,
+        history_ratio=plan.sample_history_ratio, temperature=plan.sample_temperature, top_k=plan.sample_top_k,
     )  # fmt: skip
     with atomic_write(out, overwrite=overwrite, is_dir=True) as tmp:
         save_lumos(load_lumos(checkpoint), tmp, overwrite=True, dtype=torch.float16)  # upcast on load
