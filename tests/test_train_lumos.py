@@ -94,6 +94,8 @@ def test_lumos_training_resumes_exactly_and_saves_a_loadable_model(tmp_path, sha
     assert saved.config.num_hidden_layers == len(model.layers) + 2
     with pytest.raises(ArvideoError, match="grows the model of `checkpoint.init_from`, which is unset"):
         LumosTask(config(tmp_path / "nothing", shards, task={"add_layers": 2}))
+    with pytest.raises(ArvideoError, match="`task.add_layers` must be >= 0, got -1"):
+        LumosTask(config(tmp_path / "shrink", shards, **{**grow, "task": {"add_layers": -1}}))
 
 
 def test_model_config_errors_and_timing():

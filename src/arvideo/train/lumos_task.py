@@ -139,6 +139,8 @@ class LumosTask(Task):
         super().__init__(config)
         self.options = from_dict(LumosOptions, config.task, "task")
         self.meta = read_meta(config.data.shards)
+        if self.options.add_layers < 0:
+            raise ArvideoError(f"`task.add_layers` must be >= 0, got {self.options.add_layers}")
         if config.checkpoint.init_from:  # fine-tuning: the architecture is the starting model's
             self.decoder_config = read_config(config.checkpoint.init_from)
             have, need = self.decoder_config.vocab.codebook_size, self.meta.get("codebook_size")
