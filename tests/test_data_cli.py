@@ -89,6 +89,7 @@ def test_fills_an_existing_empty_folder(tmp_path):
         (["-n", "2", "--images", "--frames", "5"], "1 frame"),
         (["-n", "2", "--seed", "-1"], "seed"),
         (["-n", "2", "--preview", "p.mp4"], ".gif"),
+        (["-n", "2", "--min-objects", "2", "--max-objects", "1"], "min_objects"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args, match):

@@ -188,10 +188,19 @@ def test_settings_are_checked():
         (dict(kind="video", n_frames=1), "at least 2"),
         (dict(size=16), ">= 32"),
         (dict(max_objects=3), "max_objects"),
+        (dict(max_objects=1, min_objects=2), "min_objects"),
+        (dict(min_objects=0), "min_objects"),
         (dict(kind="audio"), "kind"),
     ]:
         with pytest.raises(ArvideoError, match=match):
             make_clip(rng, **kwargs)
+
+
+def test_object_count_range():
+    """min_objects=2 gives every clip two objects (training data aimed at two-object binding)."""
+    assert {len(c.spec.objects) for c in make_clips(40, seed=5, min_objects=2)} == {2}
+    assert {len(c.spec.objects) for c in make_clips(40, seed=5)} == {1, 2}
+    assert {len(c.spec.objects) for c in make_clips(40, seed=5, max_objects=1)} == {1}
 
 
 def test_other_sizes_and_lengths_keep_the_invariants():

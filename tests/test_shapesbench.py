@@ -306,8 +306,12 @@ def test_cli_render_truth_then_score(tmp_path, capsys):
     assert (truth / "i2v-000.first.png").exists() and (truth / "t2v-000.gif").exists()
     args = ["-q", "eval", "shapesbench", str(truth), "--subset", "--report", str(report)]
     assert main(args) == 0
-    assert "overall" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "overall" in out and "t2v, 2 objects (4 cases): colour 100.0%" in out
     data = json.loads(report.read_text())
+    groups = data["tasks"]["t2v"]["by_objects"]  # the 16 t2v cases by how many objects they ask for
+    assert {n: g["cases"] for n, g in groups.items()} == {"1": 12, "2": 4}
+    assert groups["1"]["motion"] == groups["2"]["motion"] == 1.0
     assert data["suite"] == "v1" and data["subset"] and len(data["cases"]) == 36
     assert data["tasks"]["t2v"]["metrics"]["motion"] == {
         "score": 1.0,

@@ -69,6 +69,21 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
 
 
+def test_run_configs_train_on_training_folders_and_validate_on_the_validation_ones(in_repo):
+    plan, config = BuildPlan(), load_config(RECIPE)
+    config.data.shards = [str(plan.tokens("train-videos-two"))]  # any of the training folders will do
+    check_config(plan, config, "x.yaml")
+    config.data.shards = [str(plan.tokens("train-videos")), str(plan.tokens("val-videos"))]
+    with pytest.raises(ArvideoError, match="x.yaml: `data.shards` .* training data to"):
+        check_config(plan, config, "x.yaml")
+    config.data.shards, config.eval.shards = (
+        [str(plan.tokens("train-videos"))],
+        [str(plan.tokens("val-videos"))],
+    )
+    with pytest.raises(ArvideoError, match="x.yaml: `eval.shards` .* but the build writes"):
+        check_config(plan, config, "x.yaml")  # validation uses exactly the validation folders
+
+
 def test_every_shipped_builtin_fits_the_budget():
     """Whatever is shipped (Lumos, its tokenizers, ARLON), all of it together stays within the budget."""
     shipped = [f for f in BUILTIN_DIR.rglob("*") if f.is_file()]
@@ -78,14 +93,15 @@ def test_every_shipped_builtin_fits_the_budget():
 
 def tiny_plan(tmp_path: Path) -> BuildPlan:
     """The recipe at toy scale: 32x32 clips of 9 frames, the tiny model, a random stand-in tokenizer;
-    4 steps, then 2 more in a continuation leg, then 2 more grown by one block."""
+    4 steps, then 2 more in a continuation leg, then 2 more grown by one block that also train on
+    the two-object clips."""
     torch.manual_seed(0)  # test-only: PyTorch's default init, so decoded pixels depend on the codes
     config = CausalTokenizerConfig(patch_size=4, channels=(8, 8), decoder_blocks=1, levels=(4, 4))
     CausalVideoTokenizer(config).save(tmp_path / "tok")
     plan = BuildPlan(
         config=str(tmp_path / "run.yaml"),
         continue_configs=f"{tmp_path / 'continue.yaml'},{tmp_path / 'grow.yaml'}",
-        data_dir=str(tmp_path / "data"), videos=4, images=8,
+        data_dir=str(tmp_path / "data"), videos=4, images=8, two_object_videos=2,
         val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
         out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
     )  # fmt: skip
@@ -103,6 +119,7 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
     (tmp_path / "continue.yaml").write_text(yaml.safe_dump(recipe))
     recipe.update(out_dir=str(tmp_path / "grow"), seed=2)
     recipe["task"]["add_layers"] = 1
+    recipe["data"]["shards"] = [train[0], str(plan.tokens("train-videos-two")), train[1]]
     recipe["checkpoint"]["init_from"] = str(tmp_path / "continue" / "checkpoints" / "step-00000002")
     (tmp_path / "grow.yaml").write_text(yaml.safe_dump(recipe))
     return plan
@@ -133,6 +150,10 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
     rows = read_log(Path(first.out_dir) / "eval.csv")
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
+    two = [
+        json.loads(line) for line in (plan.source("train-videos-two") / "meta.jsonl").read_text().splitlines()
+    ]
+    assert len(two) == 2 and all(len(item["spec"]["objects"]) == 2 for item in two)
 
     # Rerun after an interruption: a lost shard is tokenized again, nothing is retrained, the
     # export is kept unless asked for; the same checkpoint exports the same weights.
@@ -156,5 +177,5 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     with pytest.raises(ArvideoError, match="holds 4 items, the plan 5"):
         build(plan, quiet=True)
     plan.data_dir = str(tmp_path / "elsewhere")
-    with pytest.raises(ArvideoError, match="`data.shards` is .* but the build writes"):
+    with pytest.raises(ArvideoError, match="`data.shards` is .* but the build writes training data to"):
         build(plan, quiet=True)

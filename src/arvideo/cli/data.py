@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-objects", type=int, default=2, choices=(1, 2), help="objects per clip: 1 or up to 2"
     )
+    p.add_argument(
+        "--min-objects", type=int, default=1, choices=(1, 2), help="at least this many objects per clip"
+    )
     p.add_argument("--preview", default=None, help="also write a GIF grid of the first 16 clips to this path")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder and preview")
     p.set_defaults(func=run_shapes)
@@ -83,7 +86,7 @@ def run_shapes(args: argparse.Namespace) -> int:
     kind = "image" if args.images else "video"
     if args.n is not None and args.n < 1:
         raise ArvideoError(f"-n must be >= 1, got {args.n}")
-    n_frames = shapes.check_settings(kind, args.size, args.frames, args.max_objects)
+    n_frames = shapes.check_settings(kind, args.size, args.frames, args.max_objects, args.min_objects)
     if kind == "video" and args.size % 2:
         raise ArvideoError(
             f"--size must be even for mp4 (H.264 yuv420p), got {args.size}; try {args.size + 1}"
@@ -94,7 +97,9 @@ def run_shapes(args: argparse.Namespace) -> int:
         clips = (shapes.Clip(spec, text, *shapes.render(spec)) for text, spec in specs)
         total = len(specs)
     else:
-        clips = shapes.make_clips(args.n, args.seed, kind, args.size, n_frames, args.max_objects)
+        clips = shapes.make_clips(
+            args.n, args.seed, kind, args.size, n_frames, args.max_objects, args.min_objects
+        )
         total = args.n
     items = (FolderItem(c.video, c.caption, c.meta()) for c in clips)
     out = write_folder(args.out, items, total=total, preview=args.preview, overwrite=args.overwrite)

@@ -210,7 +210,11 @@ def _sample_start(
 
 
 def check_settings(
-    kind: Literal["video", "image"], size: int, n_frames: int | None = None, max_objects: int = 2
+    kind: Literal["video", "image"],
+    size: int,
+    n_frames: int | None = None,
+    max_objects: int = 2,
+    min_objects: int = 1,
 ) -> int:
     """Refuse settings the world cannot draw; return the frame count (default 17 for videos, 1 for images)."""
     if kind not in ("video", "image"):
@@ -225,6 +229,10 @@ def check_settings(
         raise ArvideoError(f"frame size must be >= {MIN_SIZE} pixels, got {size}")
     if max_objects not in (1, 2):
         raise ArvideoError(f"max_objects must be 1 or 2, got {max_objects}")
+    if not 1 <= min_objects <= max_objects:
+        raise ArvideoError(
+            f"min_objects must be between 1 and max_objects ({max_objects}), got {min_objects}"
+        )
     return n_frames
 
 
@@ -234,15 +242,16 @@ def random_spec(
     size: int = DEFAULT_SIZE,
     n_frames: int | None = None,
     max_objects: int = 2,
+    min_objects: int = 1,
 ) -> ClipSpec:
     """Draw a random clip (or image) spec; every draw goes through `rng`, so a seed fixes it.
 
     `n_frames` defaults to 17 for videos and must be 1 (the default) for images.
     """
-    n_frames = check_settings(kind, size, n_frames, max_objects)
+    n_frames = check_settings(kind, size, n_frames, max_objects, min_objects)
     speed = TRAVEL_FRACTION * size / (n_frames - 1) if n_frames > 1 else 0.0
     spec = ClipSpec((), _pick(rng, tuple(BACKGROUNDS)), n_frames, size, speed)
-    n_objects = int(rng.integers(1, max_objects + 1))
+    n_objects = int(rng.integers(min_objects, max_objects + 1))
     return _place(rng, spec, [ParsedObject() for _ in range(n_objects)])
 
 
@@ -447,9 +456,12 @@ def make_clip(
     size: int = DEFAULT_SIZE,
     n_frames: int | None = None,
     max_objects: int = 2,
+    min_objects: int = 1,
 ) -> Clip:
-    """Draw, render and caption one random clip (or image)."""
-    spec = random_spec(rng, kind, size=size, n_frames=n_frames, max_objects=max_objects)
+    """Draw, render and caption one random clip (or image) of min_objects to max_objects objects."""
+    spec = random_spec(
+        rng, kind, size=size, n_frames=n_frames, max_objects=max_objects, min_objects=min_objects
+    )
     video, truth = render(spec)
     return Clip(spec, caption(spec, rng), video, truth)
 
@@ -461,14 +473,15 @@ def make_clips(
     size: int = DEFAULT_SIZE,
     n_frames: int | None = None,
     max_objects: int = 2,
+    min_objects: int = 1,
 ) -> Iterator[Clip]:
     """Clips 0..n-1 of the set named by `seed`; clip i draws from its own generator seeded (seed, i),
     so the first k clips are the same whatever n is."""
-    check_settings(kind, size, n_frames, max_objects)
+    check_settings(kind, size, n_frames, max_objects, min_objects)
     if seed < 0:
         raise ArvideoError(f"seed must be >= 0, got {seed}")
     for i in range(n):
-        yield make_clip(np.random.default_rng([seed, i]), kind, size, n_frames, max_objects)
+        yield make_clip(np.random.default_rng([seed, i]), kind, size, n_frames, max_objects, min_objects)
 
 
 # ---------------------------------------------------------------------------------------------

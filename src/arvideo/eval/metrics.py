@@ -233,6 +233,19 @@ def _metric_values(entries: Sequence[dict[str, Any]], metric: str) -> list[float
     return [o["scores"][metric] for e in entries for o in e["objects"] if metric in o["scores"]]
 
 
+def _by_objects(entries: Sequence[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per-object metrics of the cases asking for 1 and for 2 objects apart: a model can move one
+    object right and still not bind two motions to two objects, which the pooled mean hides."""
+    groups = {}
+    for n in sorted({len(e["objects"]) for e in entries}):
+        mine = [e for e in entries if len(e["objects"]) == n]
+        scores = {
+            m: float(np.mean(v)) for m in names if m not in CASE_METRICS and (v := _metric_values(mine, m))
+        }
+        groups[str(n)] = {"cases": len(mine), **scores}
+    return groups
+
+
 def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per task and overall means of every metric, next to their chance levels."""
     tasks: dict[str, Any] = {}
@@ -249,6 +262,7 @@ def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, flo
             "score": float(np.mean([v["score"] for v in metrics.values()])),
             "chance": float(np.mean([v["chance"] for v in metrics.values()])),
             "metrics": metrics,
+            "by_objects": _by_objects(mine, names),
         }
     overall = {
         "score": float(np.mean([t["score"] for t in tasks.values()])),

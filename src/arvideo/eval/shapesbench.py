@@ -145,6 +145,11 @@ def format_table(report: dict[str, Any]) -> str:
         for r in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
+    for name, task in tasks.items():
+        groups = task.get("by_objects", {})
+        for n, group in groups.items() if len(groups) > 1 else ():
+            scores = " ".join(f"{m} {v:.1%}" for m, v in group.items() if m != "cases")
+            lines.append(f"{name}, {n} object{'s' * (n != '1')} ({group['cases']} cases): {scores}")
     overall = report["overall"]
     lines.append(
         f"overall {overall['score']:.1%} (chance {overall['chance']:.1%}); [chance level] per metric"

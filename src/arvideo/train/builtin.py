@@ -35,6 +35,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -46,6 +47,17 @@ from arvideo.train.config import RunConfig, _doc, load_config
 logger = logging.getLogger(__name__)
 
 BUILTIN_OUT = Path(__file__).resolve().parent.parent / "builtin" / "lumos-shapes"
+
+
+class DataPart(NamedTuple):
+    """One `arvideo data shapes` folder of the build."""
+
+    name: str
+    items: int
+    images: bool
+    seed: int
+    training: bool  # training data (a config's data.shards), else validation (eval.shards)
+    min_objects: int = 1
 
 
 @dataclass(kw_only=True)
@@ -64,10 +76,13 @@ class BuildPlan:
     )
     videos: int = _doc("training clips", default=8000)
     images: int = _doc("training images (one frame, captions with positions)", default=16000)
+    two_object_videos: int = _doc("training clips that all show two objects (0: none)", default=8000)
     val_videos: int = _doc("held-out clips for the validation loss", default=48)
     val_images: int = _doc("held-out images", default=16)
     seed: int = _doc(
-        "seed of the training clips; images, validation clips and images use seed + 1, 2, 3", default=0
+        "seed of the training clips; images, validation clips, validation images and two-object clips use "
+        "seed + 1, 2, 3, 4",
+        default=0,
     )
     size: int = _doc("frame side in pixels", default=64)
     frames: int = _doc("frames per clip", default=17)
@@ -82,14 +97,18 @@ class BuildPlan:
     sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=1.0)
     sample_top_k: int = _doc("arvideo.json: draw among the k most likely codes only (0: all)", default=0)
 
-    def parts(self) -> list[tuple[str, int, bool, int]]:
-        """(folder name, items, images?, seed) of every data folder, training ones first."""
-        return [
-            ("train-videos", self.videos, False, self.seed),
-            ("train-images", self.images, True, self.seed + 1),
-            ("val-videos", self.val_videos, False, self.seed + 2),
-            ("val-images", self.val_images, True, self.seed + 3),
+    def parts(self) -> list[DataPart]:
+        """Every data folder, training ones first."""
+        parts = [
+            DataPart("train-videos", self.videos, False, self.seed, training=True),
+            DataPart("train-images", self.images, True, self.seed + 1, training=True),
+            DataPart(
+                "train-videos-two", self.two_object_videos, False, self.seed + 4, training=True, min_objects=2
+            ),
+            DataPart("val-videos", self.val_videos, False, self.seed + 2, training=False),
+            DataPart("val-images", self.val_images, True, self.seed + 3, training=False),
         ]
+        return [part for part in parts if part.items > 0]
 
     def source(self, name: str) -> Path:
         return Path(self.data_dir) / name
@@ -101,15 +120,17 @@ class BuildPlan:
 def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
     """The `arvideo` commands of steps 1-3 (argument lists for `arvideo.cli.main`)."""
     data, tokens = [], []
-    for name, n, images, seed in plan.parts():
+    for part in plan.parts():
+        objects = ["--min-objects", str(part.min_objects)] if part.min_objects > 1 else []
         data.append(
-            ["data", "shapes", "--out", str(plan.source(name)), "-n", str(n), "--seed", str(seed),
-             "--size", str(plan.size)] + (["--images"] if images else ["--frames", str(plan.frames)])
+            ["data", "shapes", "--out", str(plan.source(part.name)), "-n", str(part.items), "--seed",
+             str(part.seed), "--size", str(plan.size)]
+            + (["--images"] if part.images else ["--frames", str(plan.frames)]) + objects
         )  # fmt: skip
         tokens.append(
-            ["tokenize-data", str(plan.source(name)), str(plan.tokens(name)), "--tokenizer", plan.tokenizer,
-             "--text-tokenizer", plan.text_tokenizer, "--frames", str(plan.frames), "--workers",
-             str(plan.workers)]
+            ["tokenize-data", str(plan.source(part.name)), str(plan.tokens(part.name)), "--tokenizer",
+             plan.tokenizer, "--text-tokenizer", plan.text_tokenizer, "--frames", str(plan.frames),
+             "--workers", str(plan.workers)]
         )  # fmt: skip
     return {"data": data, "tokens": tokens, "train": [["train", c, "--resume"] for c in run_configs(plan)]}
 
@@ -120,18 +141,23 @@ def run_configs(plan: BuildPlan) -> list[str]:
 
 
 def check_config(plan: BuildPlan, config: RunConfig, path: str) -> None:
-    """A run config must train and validate on the token folders the plan writes."""
-    folders = [plan.tokens(name) for name, *_ in plan.parts()]
-    for key, have, want in (
-        ("data.shards", config.data.shards, folders[:2]),
-        ("eval.shards", config.eval.shards, folders[2:]),
-    ):
-        have = [have] if isinstance(have, str) else have or []
-        if [Path(p).resolve() for p in have] != [p.resolve() for p in want]:
-            raise ArvideoError(
-                f"{path}: `{key}` is {have}, but the build writes {[str(p) for p in want]}; "
-                "make them agree (e.g. with --data-dir)"
-            )
+    """A run config must train on token folders the plan writes as training data (any of them) and
+    validate on exactly its validation folders."""
+    train = [plan.tokens(part.name).resolve() for part in plan.parts() if part.training]
+    val = [plan.tokens(part.name).resolve() for part in plan.parts() if not part.training]
+    have_train, have_val = (
+        [have] if isinstance(have, str) else have or [] for have in (config.data.shards, config.eval.shards)
+    )
+    if not have_train or any(Path(p).resolve() not in train for p in have_train):
+        raise ArvideoError(
+            f"{path}: `data.shards` is {have_train}, but the build writes training data to "
+            f"{[str(p) for p in train]}; make them agree (e.g. with --data-dir)"
+        )
+    if [Path(p).resolve() for p in have_val] != val:
+        raise ArvideoError(
+            f"{path}: `eval.shards` is {have_val}, but the build writes {[str(p) for p in val]}; "
+            "make them agree (e.g. with --data-dir)"
+        )
 
 
 def run(args: list[str], quiet: bool) -> None:
@@ -200,12 +226,13 @@ def build(
             )
     steps = commands(plan)
     Path(plan.data_dir).mkdir(parents=True, exist_ok=True)
-    for (name, n, *_), args in zip(plan.parts(), steps["data"], strict=True):  # 1. data
-        if not (plan.source(name) / "captions.csv").is_file():
+    for part, args in zip(plan.parts(), steps["data"], strict=True):  # 1. data
+        folder = plan.source(part.name)
+        if not (folder / "captions.csv").is_file():
             run(args, quiet)
-        elif len(read_captions(plan.source(name))) != n:
+        elif len(read_captions(folder)) != part.items:
             raise ArvideoError(
-                f"{plan.source(name)} holds {len(read_captions(plan.source(name)))} items, the plan {n}; "
+                f"{folder} holds {len(read_captions(folder))} items, the plan {part.items}; "
                 "delete the folder (and its tokens) to make it again"
             )
     last = STAGES.index(stop_after)
