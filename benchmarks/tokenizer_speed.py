@@ -4,7 +4,9 @@ For each frame size, times `encode` and `decode` of a 17-frame video and one fp3
 FLOPs equal the tokenizer's conv FLOPs for that call (counted from the model), all in the same
 run. The ratio `time / matmul time` says how far the tokenizer is from running at matmul speed
 (1.0 = as fast as a dense matmul of equal work); the machine is shared and noisy, so compare the
-columns of one run, not numbers across runs.
+columns of one run, not numbers across runs. For a trainable tokenizer it then times one training
+step (forward, loss, backward, as `arvideo train` runs it) in fp32 and under bf16 autocast, side by
+side: bf16 pays on CPUs with AMX or AVX512-BF16 and is far slower without them.
 
     python benchmarks/tokenizer_speed.py                     # built-in tokenizer, 64x64 and 256x256
     python benchmarks/tokenizer_speed.py --threads 1 --repeats 5
@@ -20,6 +22,8 @@ import time
 import torch
 
 from arvideo.tokenizers import load_tokenizer
+from arvideo.tokenizers.losses import reconstruction_loss
+from arvideo.tokenizers.video import CausalVideoTokenizer
 
 
 def timed(fn, repeats: int) -> float:
@@ -38,6 +42,19 @@ def matmul_seconds(flops: float, repeats: int) -> float:
     n = max(16, round((flops / 2) ** (1 / 3)))
     a, b = torch.randn(n, n), torch.randn(n, n)
     return timed(lambda: a @ b, repeats) * flops / (2 * n**3)  # rescale the rounding of n
+
+
+def train_step_seconds(tok: CausalVideoTokenizer, video: torch.Tensor, bf16: bool, repeats: int) -> float:
+    """Median time of one training step on `video` ([-1, 1], [B, 3, T, H, W]), fp32 or bf16 autocast."""
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            recon = tok(video)[0]
+        frames = recon[:, :, : video.shape[2]]
+        reconstruction_loss(frames, video, l1=0.0, l2=1.0, edge=0.2, foreground=10.0)["loss"].backward()
+        tok.zero_grad(set_to_none=True)
+
+    return timed(step, repeats)
 
 
 def main() -> None:
@@ -70,6 +87,14 @@ def main() -> None:
                 f"{size:>4}x{size:<4} {op:>6} {flops / 1e9:7.2f} {batch * args.frames / seconds:9.1f} "
                 f"{seconds * 1e3:8.1f} {reference * 1e3:10.1f} {seconds / reference:6.2f}"
             )
+    if isinstance(tok, CausalVideoTokenizer):
+        video = torch.rand(8, 3, 9, 64, 64) * 2 - 1  # the training batch of configs/tokenizer-shapes.yaml
+        tok.train()
+        fp32, bf16 = (train_step_seconds(tok, video, on, args.repeats) for on in (False, True))
+        print(
+            f"train step, 8 clips of 9 frames at 64x64: fp32 {8 / fp32:.1f} clips/s, bf16 autocast "
+            f"{8 / bf16:.1f} clips/s, bf16 speed / fp32 speed {fp32 / bf16:.2f}"
+        )
 
 
 if __name__ == "__main__":

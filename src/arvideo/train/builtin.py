@@ -69,7 +69,7 @@ class BuildPlan:
     )
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
-        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml",
+        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,configs/builtin-shapes-video.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
