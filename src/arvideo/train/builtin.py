@@ -7,19 +7,20 @@
 The chain runs the project's own commands, each of which resumes by itself, so rerunning the
 build after a kill (or at the start of a new session) continues where it stopped:
 
-1. data: `arvideo data shapes` folders of training videos and images and of validation videos
-   and images (a folder already holding its captions.csv is kept; the writer is atomic);
+1. data: `arvideo data shapes` folders of training videos (one or two objects), images and
+   two-object videos, and of validation videos and images (a folder already holding its
+   captions.csv is kept; the writer is atomic);
 2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
    are skipped);
 3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
    the same for each continuation config in turn, each starting from the previous leg's last
-   checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the last one also grows the
-   model by three blocks, `task.add_layers`);
+   checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the third also grows the
+   model by three blocks, `task.add_layers`; the fourth adds the two-object videos);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
-All run configs name the token folders this plan writes (`data.shards`: train videos, train
-images; `eval.shards`: validation videos, validation images); a mismatch is an error, so
+All run configs name the token folders this plan writes (`data.shards`: any of the training
+folders; `eval.shards`: validation videos, validation images); a mismatch is an error, so
 `arvideo train CONFIG` alone trains on exactly what the build made.
 """
 
