@@ -23,6 +23,7 @@ import torch
 
 from arvideo.tokenizers import load_tokenizer
 from arvideo.tokenizers.losses import reconstruction_loss
+from arvideo.tokenizers.train import VideoTrainConfig
 from arvideo.tokenizers.video import CausalVideoTokenizer
 
 
@@ -45,13 +46,15 @@ def matmul_seconds(flops: float, repeats: int) -> float:
 
 
 def train_step_seconds(tok: CausalVideoTokenizer, video: torch.Tensor, bf16: bool, repeats: int) -> float:
-    """Median time of one training step on `video` ([-1, 1], [B, 3, T, H, W]), fp32 or bf16 autocast."""
+    """Median time of one training step on `video` ([-1, 1], [B, 3, T, H, W]), fp32 or bf16 autocast,
+    with the loss weights of the built-in recipe (VideoTrainConfig's defaults)."""
+    cfg = VideoTrainConfig()
+    weights = dict(l1=cfg.l1_weight, l2=cfg.l2_weight, edge=cfg.edge_weight, foreground=cfg.foreground_weight)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             recon = tok(video)[0]
-        frames = recon[:, :, : video.shape[2]]
-        reconstruction_loss(frames, video, l1=0.0, l2=1.0, edge=0.2, foreground=10.0)["loss"].backward()
+        reconstruction_loss(recon[:, :, : video.shape[2]], video, **weights)["loss"].backward()
         tok.zero_grad(set_to_none=True)
 
     return timed(step, repeats)
@@ -88,12 +91,14 @@ def main() -> None:
                 f"{seconds * 1e3:8.1f} {reference * 1e3:10.1f} {seconds / reference:6.2f}"
             )
     if isinstance(tok, CausalVideoTokenizer):
-        video = torch.rand(8, 3, 9, 64, 64) * 2 - 1  # the training batch of configs/tokenizer-shapes.yaml
+        cfg = VideoTrainConfig()  # the training batch of the built-in recipe
+        video = torch.rand(cfg.batch_size, 3, cfg.window, cfg.size, cfg.size) * 2 - 1
         tok.train()
         fp32, bf16 = (train_step_seconds(tok, video, on, args.repeats) for on in (False, True))
         print(
-            f"train step, 8 clips of 9 frames at 64x64: fp32 {8 / fp32:.1f} clips/s, bf16 autocast "
-            f"{8 / bf16:.1f} clips/s, bf16 speed / fp32 speed {fp32 / bf16:.2f}"
+            f"train step, {cfg.batch_size} clips of {cfg.window} frames at {cfg.size}x{cfg.size}: fp32 "
+            f"{cfg.batch_size / fp32:.1f} clips/s, bf16 autocast {cfg.batch_size / bf16:.1f} clips/s, "
+            f"bf16 speed / fp32 speed {fp32 / bf16:.2f}"
         )
 
 

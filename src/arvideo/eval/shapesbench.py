@@ -147,7 +147,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines.insert(1, "-" * len(lines[0]))
     for name, task in tasks.items():
         groups = task.get("by_objects", {})
-        for n, group in groups.items() if len(groups) > 1 else ():
+        if len(groups) < 2:  # every case asks for the same number of objects: the table says it all
+            continue
+        for n, group in groups.items():
             scores = " ".join(f"{m} {v:.1%}" for m, v in group.items() if m != "cases")
             lines.append(f"{name}, {n} object{'s' * (n != '1')} ({group['cases']} cases): {scores}")
     overall = report["overall"]

@@ -146,9 +146,7 @@ def check_config(plan: BuildPlan, config: RunConfig, path: str) -> None:
     validate on exactly its validation folders."""
     train = [plan.tokens(part.name).resolve() for part in plan.parts() if part.training]
     val = [plan.tokens(part.name).resolve() for part in plan.parts() if not part.training]
-    have_train, have_val = (
-        [have] if isinstance(have, str) else have or [] for have in (config.data.shards, config.eval.shards)
-    )
+    have_train, have_val = _as_list(config.data.shards), _as_list(config.eval.shards)
     if not have_train or any(Path(p).resolve() not in train for p in have_train):
         raise ArvideoError(
             f"{path}: `data.shards` is {have_train}, but the build writes training data to "
@@ -159,6 +157,10 @@ def check_config(plan: BuildPlan, config: RunConfig, path: str) -> None:
             f"{path}: `eval.shards` is {have_val}, but the build writes {[str(p) for p in val]}; "
             "make them agree (e.g. with --data-dir)"
         )
+
+
+def _as_list(shards: str | list[str] | None) -> list[str]:
+    return [shards] if isinstance(shards, str) else shards or []
 
 
 def run(args: list[str], quiet: bool) -> None:
