@@ -101,7 +101,7 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
     plan = BuildPlan(
         config=str(tmp_path / "run.yaml"),
         continue_configs=f"{tmp_path / 'continue.yaml'},{tmp_path / 'grow.yaml'}",
-        data_dir=str(tmp_path / "data"), videos=4, images=8, two_object_videos=2,
+        data_dir=str(tmp_path / "data"), videos=4, images=8, two_object_videos=2, more_two_object_videos=2,
         val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
         out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
     )  # fmt: skip
@@ -119,7 +119,9 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
     (tmp_path / "continue.yaml").write_text(yaml.safe_dump(recipe))
     recipe.update(out_dir=str(tmp_path / "grow"), seed=2)
     recipe["task"]["add_layers"] = 1
-    recipe["data"]["shards"] = [train[0], str(plan.tokens("train-videos-two")), train[1]]
+    recipe["data"]["shards"] = (
+        [train[0]] + [str(plan.tokens(f"train-videos-two{b}")) for b in ("", "-b")] + [train[1]]
+    )
     recipe["checkpoint"]["init_from"] = str(tmp_path / "continue" / "checkpoints" / "step-00000002")
     (tmp_path / "grow.yaml").write_text(yaml.safe_dump(recipe))
     return plan
@@ -150,10 +152,13 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
     rows = read_log(Path(first.out_dir) / "eval.csv")
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
-    two = [
-        json.loads(line) for line in (plan.source("train-videos-two") / "meta.jsonl").read_text().splitlines()
+    two, more_two = [
+        [json.loads(line) for line in (plan.source(name) / "meta.jsonl").read_text().splitlines()]
+        for name in ("train-videos-two", "train-videos-two-b")
     ]
-    assert len(two) == 2 and all(len(item["spec"]["objects"]) == 2 for item in two)
+    assert len(two) == len(more_two) == 2
+    assert all(len(item["spec"]["objects"]) == 2 for item in two + more_two)
+    assert [item["spec"] for item in two] != [item["spec"] for item in more_two]  # a stream of its own
 
     # Rerun after an interruption: a lost shard is tokenized again, nothing is retrained, the
     # export is kept unless asked for; the same checkpoint exports the same weights.

@@ -8,14 +8,15 @@ The chain runs the project's own commands, each of which resumes by itself, so r
 build after a kill (or at the start of a new session) continues where it stopped:
 
 1. data: `arvideo data shapes` folders of training videos (one or two objects), images and
-   two-object videos, and of validation videos and images (a folder already holding its
-   captions.csv is kept; the writer is atomic);
+   two folders of two-object videos, and of validation videos and images (a folder already holding
+   its captions.csv is kept; the writer is atomic);
 2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
    are skipped);
 3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
    the same for each continuation config in turn, each starting from the previous leg's last
    checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the third also grows the
-   model by three blocks, `task.add_layers`; the fourth adds the two-object videos);
+   model by three blocks, `task.add_layers`; the fourth adds the two-object videos, the fifth a
+   second folder of them);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
@@ -70,7 +71,8 @@ class BuildPlan:
     )
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
-        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,configs/builtin-shapes-video.yaml",
+        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,"
+        "configs/builtin-shapes-video.yaml,configs/builtin-shapes-two.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
@@ -78,11 +80,14 @@ class BuildPlan:
     videos: int = _doc("training clips", default=8000)
     images: int = _doc("training images (one frame, captions with positions)", default=16000)
     two_object_videos: int = _doc("training clips that all show two objects (0: none)", default=8000)
+    more_two_object_videos: int = _doc(
+        "a second folder of two-object clips, first seen by the fifth leg (0: none)", default=16000
+    )
     val_videos: int = _doc("held-out clips for the validation loss", default=48)
     val_images: int = _doc("held-out images", default=16)
     seed: int = _doc(
-        "seed of the training clips; images, validation clips, validation images and two-object clips use "
-        "seed + 1, 2, 3, 4",
+        "seed of the training clips; images, validation clips, validation images and the two folders of "
+        "two-object clips use seed + 1, 2, 3, 4, 5",
         default=0,
     )
     size: int = _doc("frame side in pixels", default=64)
@@ -105,6 +110,14 @@ class BuildPlan:
             DataPart("train-images", self.images, True, self.seed + 1, training=True),
             DataPart(
                 "train-videos-two", self.two_object_videos, False, self.seed + 4, training=True, min_objects=2
+            ),
+            DataPart(
+                "train-videos-two-b",
+                self.more_two_object_videos,
+                False,
+                self.seed + 5,
+                training=True,
+                min_objects=2,
             ),
             DataPart("val-videos", self.val_videos, False, self.seed + 2, training=False),
             DataPart("val-images", self.val_images, True, self.seed + 3, training=False),
