@@ -1,4 +1,4 @@
-"""`arvideo train CONFIG` and `arvideo tokenize-data SRC_DIR OUT_DIR`.
+"""`arvideo train CONFIG`, `arvideo tokenize-data SRC_DIR OUT_DIR` and `arvideo retarget MODEL OUT`.
 
 Examples (CPU-sized):
     arvideo data shapes --out data/shapes -n 2000
@@ -6,6 +6,7 @@ Examples (CPU-sized):
     arvideo train configs/builtin-shapes.yaml             # --resume continues a killed run
     arvideo train configs/tokenizer-shapes.yaml           # the video tokenizer (kind: video)
     torchrun --standalone --nproc-per-node 2 -m arvideo train CONFIG   # parallel.mode: ddp or fsdp
+    arvideo retarget MODEL_DIR runs/start --tokenizer NEW_TOKENIZER --videos data/shapes
 
 The config's `kind` says what is trained (`lumos`, `video`, `bpe`, or `package.module:Class`;
 the table is `arvideo.train.kinds.KINDS`); docs/training.md lists every config field.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from arvideo.cli.values import parse_size
+from arvideo.errors import ArvideoError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +66,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard OUT_DIR and start over")
     p.set_defaults(func=run_tokenize_data)
 
+    p = subparsers.add_parser(
+        "retarget",
+        help="move a trained Lumos-1 model onto a new video tokenizer (a start for fine-tuning)",
+        description="Encode videos of a captioned folder with the model's tokenizer and with the new one, "
+        "and write OUT_DIR: the model whose visual embedding and head rows are the co-occurrence-weighted "
+        "means of the old codes' rows. Fine-tune it on the new codes with checkpoint.init_from: OUT_DIR.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="Lumos-1 model folder trained on the old tokenizer")
+    p.add_argument("out", metavar="OUT_DIR", help="model folder to write")
+    p.add_argument("--tokenizer", required=True, help="the new video tokenizer: builtin:NAME or a folder")
+    p.add_argument(
+        "--videos", required=True, metavar="DIR", help="captioned folder of videos to pair codes on"
+    )
+    p.add_argument(
+        "--old-tokenizer",
+        default=None,
+        help="the model's tokenizer (default: its arvideo.json's)",
+    )
+    p.add_argument("--items", type=int, default=512, help="videos to encode with both tokenizers")
+    p.add_argument("--frames", type=int, default=17, help="pixel frames per video, 1 + k*4")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    p.set_defaults(func=run_retarget)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from arvideo.train.kinds import train
@@ -84,6 +109,24 @@ def run_tokenize_data(args: argparse.Namespace) -> int:
         size=parse_size(args.size) if args.size else None,
         shard_size=args.shard_size,
         workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    return 0
+
+
+def run_retarget(args: argparse.Namespace) -> int:
+    from arvideo.train.retarget import retarget_folder
+
+    if args.items < 1 or args.frames < 1:
+        raise ArvideoError(f"--items and --frames must be >= 1, got {args.items} and {args.frames}")
+    retarget_folder(
+        args.model,
+        args.out,
+        args.tokenizer,
+        args.videos,
+        old_tokenizer=args.old_tokenizer,
+        items=args.items,
+        frames=args.frames,
         overwrite=args.overwrite,
     )
     return 0

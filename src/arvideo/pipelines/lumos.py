@@ -135,8 +135,10 @@ class LumosPipeline:
         if not folder.is_dir():
             raise ArvideoError(f"model {str(folder)!r} is neither builtin:NAME nor an existing folder")
         config = PipelineConfig.read(folder)
-        video_tok = _component(tokenizer, config.tokenizer, folder, "tokenizer", "a Cosmos DV4x8x8 folder")
-        text_tok = _component(
+        video_tok = component_path(
+            tokenizer, config.tokenizer, folder, "tokenizer", "a Cosmos DV4x8x8 folder"
+        )
+        text_tok = component_path(
             text_tokenizer, config.text_tokenizer, folder, "text_tokenizer", "text_tokenizer.json"
         )
         if not isinstance(video_tok, VideoTokenizer):
@@ -352,7 +354,7 @@ def _check_frame_count(tokenizer: VideoTokenizer, n: int, what: str) -> None:
     )
 
 
-def _component(given, named: str | None, folder: Path, key: str, example: str):
+def component_path(given, named: str | None, folder: Path, key: str, example: str = ""):
     """A tokenizer passed by the caller, else the one arvideo.json names (relative to the folder)."""
     if given is not None:
         return given
@@ -361,6 +363,13 @@ def _component(given, named: str | None, folder: Path, key: str, example: str):
             f"model folder {folder} has no {CONFIG_NAME} naming its {key}; pass {key}= ({example})"
         )
     return named if named.startswith("builtin:") else str(folder / named)
+
+
+def component_reference(tokenizer: str, folder: Path) -> str:
+    """A tokenizer as the arvideo.json of `folder` names it: builtin:NAME, or a path relative to it."""
+    if tokenizer.startswith("builtin:"):
+        return tokenizer
+    return os.path.relpath(Path(tokenizer).resolve(), Path(folder).resolve())
 
 
 def _check_components(model: LumosDecoder, tokenizer: VideoTokenizer, text: TextTokenizer) -> None:

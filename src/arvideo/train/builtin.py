@@ -32,7 +32,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -193,12 +192,13 @@ def final_checkpoint(config: RunConfig) -> Path | None:
 def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
     """The model folder of `checkpoint` in fp16 plus arvideo.json, written atomically to `plan.out`."""
     from arvideo.lumos.checkpoint import load_lumos, save_lumos
-    from arvideo.pipelines.lumos import PipelineConfig
+    from arvideo.pipelines.lumos import PipelineConfig, component_reference
     from arvideo.train.data import ShardDataset
 
     out = Path(plan.out)
     pipeline = PipelineConfig(
-        tokenizer=_reference(plan.tokenizer, out), text_tokenizer=_reference(plan.text_tokenizer, out),
+        tokenizer=component_reference(plan.tokenizer, out),
+        text_tokenizer=component_reference(plan.text_tokenizer, out),
         prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
         fps=round(float(ShardDataset(plan.tokens("train-videos")).fps[0])),  # the header numbers it learnt
         steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
@@ -210,13 +210,6 @@ def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
     size = sum(f.stat().st_size for f in out.iterdir())
     logger.info("exported %s to %s (%.1f MB)", checkpoint, out, size / 2**20)
     return out
-
-
-def _reference(tokenizer: str, out: Path) -> str:
-    """A tokenizer as arvideo.json names it: builtin:NAME, or a path relative to the model folder."""
-    if tokenizer.startswith("builtin:"):
-        return tokenizer
-    return os.path.relpath(Path(tokenizer).resolve(), out.resolve())
 
 
 STAGES = ("data", "tokens", "train", "export")
