@@ -15,6 +15,12 @@ and scored by the model in two ways:
    object given (the other half scored): how much the model has learned of the joint structure
    of an object's codes, which parallel decoding needs; log(codebook) is the uniform guess.
 
+3. Two objects (clips whose two objects move differently). The later latent frames are scored,
+   as for motion above, (a) under every caption that changes one object's motion, the other's
+   kept (each object read as in 1., chance 1/9), and (b) under the true caption and the one
+   with the two motions swapped (chance 1/2): does the model miss the motions, or only which
+   object makes which?
+
 Only code slots are scored (not new-lines); the inter-frame causal mask makes later frames
 irrelevant, so they are left out.
 
@@ -73,10 +79,14 @@ class Item:
         return caption(spec or self.spec, np.random.default_rng(self.caption_seed))
 
 
-def held_out(pipe, kind: str, i: int, seed: int) -> Item:
-    rng = np.random.default_rng([seed, i])
+def held_out(pipe, kind: str, i: int, seed: int, objects: int = 1) -> Item:
+    """Item i of the held-out set; with two objects, a clip whose objects move differently."""
+    rng = np.random.default_rng([seed, i] if objects == 1 else [seed, i, objects])
     frames = 1 if kind == "image" else pipe.config.frames
-    spec = random_spec(rng, kind, size=pipe.config.width, n_frames=frames, max_objects=1)
+    spec = random_spec(rng, kind, size=pipe.config.width, n_frames=frames, max_objects=objects,
+                       min_objects=objects)  # fmt: skip
+    while objects == 2 and spec.objects[0].motion == spec.objects[1].motion:
+        spec = random_spec(rng, kind, size=pipe.config.width, n_frames=frames, max_objects=2, min_objects=2)
     video, truth = render(spec)  # uint8 [T, H, W, 3]
     codes = pipe.tokenizer.encode(video.permute(3, 0, 1, 2)[None])[0].cpu()
     return Item(spec, int(rng.integers(2**31)), codes, truth[0][0].box)
@@ -130,6 +140,14 @@ def frame_nll(decoder, text_ids: list[list[int]], codes: torch.Tensor, frame: in
     return masked_nll(decoder, ids, last, last & (s.col < s.width)).sum(dim=1)
 
 
+def motion_nll(pipe, item: Item, captions: list[str]) -> torch.Tensor:
+    """NLL [len(captions)] of the item's later latent frames, each masked after the clean ones before."""
+    requests = [pipe.check_inputs(c, frames=item.spec.n_frames) for c in captions]
+    header = (requests[0].duration, requests[0].header_fps)
+    text_ids = [r.text_ids for r in requests]
+    return sum(frame_nll(pipe.model, text_ids, item.codes, f, header) for f in range(1, len(item.codes)))
+
+
 def caption_reading(pipe, kind: str, items: list[Item]) -> dict[str, dict[str, float]]:
     """Accuracy and mean NLL margin (the wrong captions' mean minus the true one's) per attribute."""
     correct = dict.fromkeys(ATTRIBUTES[kind], 0)
@@ -138,16 +156,50 @@ def caption_reading(pipe, kind: str, items: list[Item]) -> dict[str, dict[str, f
     for item in items:
         for attribute in ATTRIBUTES[kind]:
             captions, truth = variant_captions(item, attribute)
-            requests = [pipe.check_inputs(c, frames=item.spec.n_frames) for c in captions]
-            header = (requests[0].duration, requests[0].header_fps)
-            frames = range(1, len(item.codes)) if attribute == "motion" else (0,)
-            nll = sum(
-                frame_nll(pipe.model, [r.text_ids for r in requests], item.codes, f, header) for f in frames
-            )
+            if attribute == "motion":
+                nll = motion_nll(pipe, item, captions)
+            else:
+                requests = [pipe.check_inputs(c, frames=item.spec.n_frames) for c in captions]
+                header = (requests[0].duration, requests[0].header_fps)
+                nll = frame_nll(pipe.model, [r.text_ids for r in requests], item.codes, 0, header)
             correct[attribute] += int(nll.argmin()) == truth
             margin[attribute] += float(torch.cat([nll[:truth], nll[truth + 1 :]]).mean() - nll[truth])
     return {a: {"accuracy": correct[a] / n, "chance": 1 / len(VALUES[a]), "margin": margin[a] / n}
             for a in ATTRIBUTES[kind]}  # fmt: skip
+
+
+def swap_motions(spec: ClipSpec) -> ClipSpec:
+    """The two-object spec with the objects' motions exchanged (the frames stay the original's)."""
+    first, second = spec.objects
+    objects = (
+        dataclasses.replace(first, motion=second.motion),
+        dataclasses.replace(second, motion=first.motion),
+    )
+    return dataclasses.replace(spec, objects=objects)
+
+
+def with_motion(spec: ClipSpec, k: int, motion: str) -> ClipSpec:
+    """The spec with object k's motion set (the frames stay the original's)."""
+    objects = list(spec.objects)
+    objects[k] = dataclasses.replace(objects[k], motion=motion)
+    return dataclasses.replace(spec, objects=tuple(objects))
+
+
+def two_objects(pipe, pairs: list[Item]) -> dict[str, dict[str, float]]:
+    """Each object's motion read among all motions, and the true caption against the swapped one."""
+    read, swap_correct, swap_margin = 0, 0, 0.0
+    for item in pairs:
+        for k, obj in enumerate(item.spec.objects):
+            nll = motion_nll(pipe, item, [item.caption(with_motion(item.spec, k, m)) for m in MOTIONS])
+            read += int(nll.argmin()) == MOTIONS.index(obj.motion)
+        first, second = item.spec.objects
+        swapped = with_motion(with_motion(item.spec, 0, second.motion), 1, first.motion)
+        nll = motion_nll(pipe, item, [item.caption(), item.caption(swapped)])
+        swap_correct += int(nll[0] < nll[1])
+        swap_margin += float(nll[1] - nll[0])
+    n = len(pairs)
+    return {"motion": {"accuracy": read / (2 * n), "chance": 1 / len(MOTIONS)},
+            "swapped": {"accuracy": swap_correct / n, "chance": 0.5, "margin": swap_margin / n}}  # fmt: skip
 
 
 # ---- 2. object codes in context ------------------------------------------------------------------
@@ -189,6 +241,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", help="the video tokenizer the weights were trained with")
     parser.add_argument("--images", type=int, default=64, help="held-out images")
     parser.add_argument("--videos", type=int, default=32, help="held-out 17-frame clips")
+    parser.add_argument("--pairs", type=int, default=32, help="held-out two-object clips")
     parser.add_argument("--seed", type=int, default=100, help="names the held-out set (training uses 0-3)")
     parser.add_argument("--report", type=Path, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -199,8 +252,10 @@ def main() -> None:
         pipe.model = load_lumos(args.weights)
     items = {kind: [held_out(pipe, kind, i, args.seed) for i in range(n)]
              for kind, n in (("image", args.images), ("video", args.videos))}  # fmt: skip
-    reading = {kind: caption_reading(pipe, kind, held) for kind, held in items.items()}
-    objects = object_codes(pipe, items["image"])
+    reading = {kind: caption_reading(pipe, kind, held) for kind, held in items.items() if held}
+    objects = object_codes(pipe, items["image"]) if items["image"] else {}
+    pairs = [held_out(pipe, "video", i, args.seed, objects=2) for i in range(args.pairs)]
+    pair_reading = two_objects(pipe, pairs) if pairs else {}
 
     name = args.weights or args.model
     print(f"model probe of {name} ({args.images} images, {args.videos} clips, seed {args.seed})")
@@ -213,10 +268,15 @@ def main() -> None:
     print(f"\n2. object codes in context (images): mean NLL per code, nats (uniform guess {uniform:.2f})")
     for context, nll in objects.items():
         print(f"{context:22} {nll:6.3f}")
+    if pair_reading:
+        m, w = pair_reading["motion"], pair_reading["swapped"]
+        print(f"\n3. two objects ({args.pairs} clips): motion of each object {m['accuracy']:.1%} (chance "
+              f"{m['chance']:.1%}); true caption over the motions swapped {w['accuracy']:.1%} (chance "
+              f"50%, margin {w['margin']:.2f} nats)")  # fmt: skip
     if args.report:
         report = {"model": args.model, "weights": args.weights, "seed": args.seed, "images": args.images,
-                  "videos": args.videos, "caption_reading": reading, "object_codes": objects,
-                  "uniform": uniform}  # fmt: skip
+                  "videos": args.videos, "pairs": args.pairs, "caption_reading": reading,
+                  "object_codes": objects, "two_objects": pair_reading, "uniform": uniform}  # fmt: skip
         args.report.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -80,3 +80,19 @@ def test_frame_score_is_the_training_loss_of_the_wholly_masked_frame(probe, pipe
     changed = item.codes.clone()
     changed[0] = (changed[0] + 1) % vocab.codebook_size
     assert not torch.allclose(later, probe.frame_nll(pipe.model, [text.text_ids], changed, 1, header))
+
+
+def test_two_object_clips_move_differently_and_their_captions_change_only_the_motions(probe, pipe):  # noqa: F811
+    strip = lambda parsed: [dataclasses.replace(o, motion=None) for o in parsed.objects]  # noqa: E731
+    for i in range(6):
+        item = probe.held_out(pipe, "video", i, seed=100, objects=2)
+        first, second = item.spec.objects
+        assert first.motion != second.motion
+        true = parse_prompt(item.caption())
+        for k in (0, 1):
+            for motion in ("still", "up"):
+                changed = parse_prompt(item.caption(probe.with_motion(item.spec, k, motion)))
+                assert changed.objects[k].motion == motion and changed.objects[1 - k] == true.objects[1 - k]
+                assert strip(changed) == strip(true) and changed.background == true.background
+    result = probe.two_objects(pipe, [item])
+    assert 0 <= result["motion"]["accuracy"] <= 1 and result["swapped"]["chance"] == 0.5

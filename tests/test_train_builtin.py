@@ -14,8 +14,10 @@ from safetensors.torch import load_file
 
 import arvideo
 from arvideo.errors import ArvideoError
-from arvideo.lumos.checkpoint import read_official_state
+from arvideo.lumos.checkpoint import read_official_state, save_lumos
 from arvideo.lumos.decoder import LumosDecoder
+from arvideo.lumos.vocab import Vocab
+from arvideo.pipelines.lumos import PipelineConfig
 from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
 from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint, run_configs
@@ -23,6 +25,7 @@ from arvideo.train.checkpoint import step_dir
 from arvideo.train.config import load_config
 from arvideo.train.lumos_task import PRESETS, decoder_config
 from arvideo.train.metrics import read_log
+from lumos_util import tiny_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "builtin-shapes.yaml"
@@ -183,4 +186,42 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
         build(plan, quiet=True)
     plan.data_dir = str(tmp_path / "elsewhere")
     with pytest.raises(ArvideoError, match="`data.shards` is .* but the build writes training data to"):
+        build(plan, quiet=True)
+
+
+def test_tiny_build_starts_from_a_model_of_another_tokenizer(tmp_path, in_repo):
+    """start_from: the build moves the model onto its tokenizer (`arvideo retarget`) into the first
+    config's init_from, once, and trains from there."""
+    plan = tiny_plan(tmp_path)
+    torch.manual_seed(1)
+    old = CausalTokenizerConfig(patch_size=4, channels=(8, 8), decoder_blocks=1, levels=(4, 4))
+    CausalVideoTokenizer(old).save(tmp_path / "tok-old")
+    text = load_text_tokenizer("builtin:shapes")
+    save_lumos(tiny_decoder(vocab=Vocab.compact(text.vocab_size, 16)), tmp_path / "start")
+    settings = PipelineConfig(tokenizer="../tok-old", text_tokenizer="builtin:shapes", prompt="caption")
+    (tmp_path / "start" / "arvideo.json").write_text(json.dumps(settings.to_dict()))
+    leg = yaml.safe_load((tmp_path / "continue.yaml").read_text())
+    leg["checkpoint"]["init_from"] = str(tmp_path / "moved")
+    (tmp_path / "continue.yaml").write_text(yaml.safe_dump(leg))
+    plan.config, plan.continue_configs, plan.start_from = (
+        str(tmp_path / "continue.yaml"),
+        "",
+        str(tmp_path / "start"),
+    )
+    assert commands(plan)["train"][0][:3] == ["retarget", plan.start_from, str(tmp_path / "moved")]
+
+    assert build(plan, quiet=True) == Path(plan.out)
+    moved = json.loads((tmp_path / "moved" / "arvideo.json").read_text())
+    assert moved["tokenizer"] == "../tok"  # the plan's tokenizer, as the export names it too
+    assert json.loads((Path(plan.out) / "arvideo.json").read_text())["tokenizer"] == "../tok"
+    start, trained = read_official_state(tmp_path / "start"), read_official_state(tmp_path / "moved")
+    assert torch.equal(start["model.norm.weight"], trained["model.norm.weight"])  # only code rows change
+    assert not torch.equal(start["lm_head.weight"], trained["lm_head.weight"])
+    stamp = (tmp_path / "moved" / "model.safetensors").stat().st_mtime_ns
+    assert build(plan, quiet=True) is None  # a rerun keeps the moved start and the finished leg
+    assert (tmp_path / "moved" / "model.safetensors").stat().st_mtime_ns == stamp
+
+    leg["checkpoint"].pop("init_from")
+    (tmp_path / "continue.yaml").write_text(yaml.safe_dump(leg))
+    with pytest.raises(ArvideoError, match="set `checkpoint.init_from` to the folder"):
         build(plan, quiet=True)

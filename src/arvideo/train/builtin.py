@@ -12,7 +12,9 @@ build after a kill (or at the start of a new session) continues where it stopped
    its captions.csv is kept; the writer is atomic);
 2. tokens: `arvideo tokenize-data` of each folder with the built-in tokenizers (finished shards
    are skipped);
-3. train: `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
+3. train: with `start_from` (a model trained on another video tokenizer), first `arvideo retarget`
+   moves it onto the plan's tokenizer, into the first config's `checkpoint.init_from`; then
+   `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
    the same for each continuation config in turn, each starting from the previous leg's last
    checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the third also grows the
    model by three blocks, `task.add_layers`; the fourth adds the two-object videos, the fifth a
@@ -93,6 +95,14 @@ class BuildPlan:
     frames: int = _doc("frames per clip", default=17)
     tokenizer: str = _doc("video tokenizer (builtin:NAME or a folder)", default="builtin:shapes")
     text_tokenizer: str = _doc("caption tokenizer (builtin:NAME or a file)", default="builtin:shapes")
+    start_from: str = _doc(
+        "a model folder trained on another video tokenizer (its arvideo.json names it), moved onto "
+        "`tokenizer` by `arvideo retarget` into the first config's checkpoint.init_from ('' = none)",
+        default="",
+    )
+    retarget_items: int = _doc(
+        "training clips `arvideo retarget` pairs the two tokenizers' codes on", default=512
+    )
     workers: int = _doc("tokenize-data worker processes", default=1)
     out: str = _doc("the exported model folder", default=str(BUILTIN_OUT))
     sample_steps: int = _doc("arvideo.json: parallel decoding steps per frame", default=16)
@@ -145,7 +155,19 @@ def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
              plan.tokenizer, "--text-tokenizer", plan.text_tokenizer, "--frames", str(plan.frames),
              "--workers", str(plan.workers)]
         )  # fmt: skip
-    return {"data": data, "tokens": tokens, "train": [["train", c, "--resume"] for c in run_configs(plan)]}
+    train = [["train", c, "--resume"] for c in run_configs(plan)]
+    if plan.start_from:
+        start = load_config(plan.config).checkpoint.init_from
+        if start is None:
+            raise ArvideoError(
+                f"{plan.config}: set `checkpoint.init_from` to the folder the build moves "
+                f"{plan.start_from} into (start_from)"
+            )
+        items = min(plan.retarget_items, plan.videos)
+        videos = str(plan.source("train-videos"))
+        retarget = ["retarget", plan.start_from, start, "--tokenizer", plan.tokenizer, "--videos", videos]
+        train.insert(0, retarget + ["--items", str(items), "--frames", str(plan.frames)])
+    return {"data": data, "tokens": tokens, "train": train}
 
 
 def run_configs(plan: BuildPlan) -> list[str]:
@@ -247,7 +269,9 @@ def build(
     last = STAGES.index(stop_after)
     for args in steps["tokens"] if last >= 1 else []:  # 2. tokens: finished shards are skipped
         run(args, quiet)
-    for config, args in zip(configs, steps["train"], strict=True):  # 3. train, from the newest checkpoint
+    if last >= 2 and plan.start_from and not Path(configs[0].checkpoint.init_from).exists():
+        run(steps["train"][0], quiet)  # 3. train: the start moved onto the tokenizer,
+    for config, args in zip(configs, steps["train"][-len(configs) :], strict=True):  # then each leg
         if last >= 2 and final_checkpoint(config) is None:
             run(args, quiet)
     if last < 3:

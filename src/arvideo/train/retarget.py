@@ -42,11 +42,12 @@ def cooccurrence(old: VideoTokenizer, new: VideoTokenizer, videos: Iterable[torc
 
     `videos` yields uint8 [T, H, W, 3] frames that both tokenizers take.
     """
-    grid = lambda tok: (tok.temporal_compression, tok.spatial_compression)  # noqa: E731
-    if grid(old) != grid(new):
+    old_grid = (old.temporal_compression, old.spatial_compression)
+    new_grid = (new.temporal_compression, new.spatial_compression)
+    if old_grid != new_grid:
         raise ArvideoError(
             f"the tokenizers must share the latent grid to pair their codes: the old one compresses "
-            f"(time, space) by {grid(old)}, the new one by {grid(new)}"
+            f"(time, space) by {old_grid}, the new one by {new_grid}"
         )
     counts = torch.zeros(new.codebook_size, old.codebook_size, dtype=torch.float64)
     with torch.inference_mode():
