@@ -24,7 +24,7 @@ and scored by the model in two ways:
 Only code slots are scored (not new-lines); the inter-frame causal mask makes later frames
 irrelevant, so they are left out.
 
-    python benchmarks/model_probe.py                   # builtin:shapes, ~6 min on 1 core (+ ~9 for --pairs 32)
+    python benchmarks/model_probe.py                  # builtin:shapes, ~6 min on 1 core (+ ~9 for --pairs 32)
     python benchmarks/model_probe.py --weights RUN/checkpoints/step-00002000 \\
         --tokenizer runs/tokenizer-shapes-6000-model                    # a checkpoint in training
 """
