@@ -168,16 +168,6 @@ def caption_reading(pipe, kind: str, items: list[Item]) -> dict[str, dict[str, f
             for a in ATTRIBUTES[kind]}  # fmt: skip
 
 
-def swap_motions(spec: ClipSpec) -> ClipSpec:
-    """The two-object spec with the objects' motions exchanged (the frames stay the original's)."""
-    first, second = spec.objects
-    objects = (
-        dataclasses.replace(first, motion=second.motion),
-        dataclasses.replace(second, motion=first.motion),
-    )
-    return dataclasses.replace(spec, objects=objects)
-
-
 def with_motion(spec: ClipSpec, k: int, motion: str) -> ClipSpec:
     """The spec with object k's motion set (the frames stay the original's)."""
     objects = list(spec.objects)

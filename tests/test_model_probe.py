@@ -94,5 +94,17 @@ def test_two_object_clips_move_differently_and_their_captions_change_only_the_mo
                 changed = parse_prompt(item.caption(probe.with_motion(item.spec, k, motion)))
                 assert changed.objects[k].motion == motion and changed.objects[1 - k] == true.objects[1 - k]
                 assert strip(changed) == strip(true) and changed.background == true.background
-    result = probe.two_objects(pipe, [item])
+    result = probe.two_objects(pipe, [item])  # runs on the real model; the accounting is checked below
     assert 0 <= result["motion"]["accuracy"] <= 1 and result["swapped"]["chance"] == 0.5
+
+
+def test_two_object_scores_count_the_objects_and_clips_whose_true_caption_wins(probe, pipe, monkeypatch):  # noqa: F811
+    items = [probe.held_out(pipe, "video", i, seed=100, objects=2) for i in range(2)]
+    for sign, expected in ((1.0, 1.0), (-1.0, 0.0)):  # the true caption scored best, then worst
+        fake = lambda _pipe, item, captions: torch.tensor(  # noqa: E731
+            [0.0 if c == item.caption() else sign for c in captions]
+        )
+        monkeypatch.setattr(probe, "motion_nll", fake)
+        result = probe.two_objects(pipe, items)
+        assert result["motion"]["accuracy"] == expected and result["swapped"]["accuracy"] == expected
+        assert result["swapped"]["margin"] == sign

@@ -72,6 +72,22 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
 
 
+def test_the_next_tokenizer_config_fine_tunes_the_staged_model_on_its_own_codes(in_repo):
+    path = "configs/builtin-shapes-v2.yaml"
+    plan = BuildPlan(
+        config=path, continue_configs="", data_dir="runs/builtin-shapes-v2/data",
+        start_from="stages/lumos-shapes-v1", tokenizer="stages/tokenizer-shapes-v2/model",
+    )  # fmt: skip
+    config = load_config(path)
+    check_config(plan, config, path)  # all four training folders, re-tokenized in their own data_dir
+    assert len(config.data.shards) == 4
+    retarget, train = commands(plan)["train"]
+    assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
+    assert train == ["train", path, "--resume"]
+    start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
+    assert (ROOT / plan.start_from / start["tokenizer"] / "model.safetensors").is_file()  # its own codes
+
+
 def test_run_configs_train_on_training_folders_and_validate_on_the_validation_ones(in_repo):
     plan, config = BuildPlan(), load_config(RECIPE)
     config.data.shards = [str(plan.tokens("train-videos-two"))]  # any of the training folders will do
