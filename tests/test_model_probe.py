@@ -101,9 +101,10 @@ def test_two_object_clips_move_differently_and_their_captions_change_only_the_mo
 def test_two_object_scores_count_the_objects_and_clips_whose_true_caption_wins(probe, pipe, monkeypatch):  # noqa: F811
     items = [probe.held_out(pipe, "video", i, seed=100, objects=2) for i in range(2)]
     for sign, expected in ((1.0, 1.0), (-1.0, 0.0)):  # the true caption scored best, then worst
-        fake = lambda _pipe, item, captions: torch.tensor(  # noqa: E731
-            [0.0 if c == item.caption() else sign for c in captions]
-        )
+
+        def fake(_pipe, item, captions, sign=sign):
+            return torch.tensor([0.0 if c == item.caption() else sign for c in captions])
+
         monkeypatch.setattr(probe, "motion_nll", fake)
         result = probe.two_objects(pipe, items)
         assert result["motion"]["accuracy"] == expected and result["swapped"]["accuracy"] == expected
