@@ -143,5 +143,7 @@ def test_cli_needs_the_old_tokenizer_when_the_model_folder_names_none(folders, c
             "--videos", str(folders / "data"), "--items", "2", "--frames", "9"]  # fmt: skip
     assert main(args) == 2 and "names no video tokenizer" in capsys.readouterr().err
     assert not (folders / "moved").exists()
+    missing = [args[0], str(folders / "nope"), *args[2:]]
+    assert main(missing) == 2 and "nope' does not exist" in capsys.readouterr().err
     assert main([*args, "--old-tokenizer", str(folders / "old")]) == 0
     assert not (folders / "moved" / "arvideo.json").exists()

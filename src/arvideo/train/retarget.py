@@ -123,6 +123,8 @@ def retarget_folder(
     folder's arvideo.json (if any) is copied with its tokenizer replaced by the new one.
     """
     model_dir, out = Path(model_dir), Path(out)
+    if not model_dir.is_dir():
+        raise ArvideoError(f"model folder {str(model_dir)!r} does not exist")
     check_writable(out, overwrite)
     pipeline = PipelineConfig.read(model_dir) if (model_dir / CONFIG_NAME).is_file() else None
     if old_tokenizer is None and (pipeline is None or pipeline.tokenizer is None):
