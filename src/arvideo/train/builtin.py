@@ -18,7 +18,7 @@ build after a kill (or at the start of a new session) continues where it stopped
    the same for each continuation config in turn, each starting from the previous leg's last
    checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the third also grows the
    model by three blocks, `task.add_layers`; the fourth adds the two-object videos, the fifth a
-   second folder of them);
+   second folder of them, the sixth trains with tube_decay masks);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
@@ -73,7 +73,7 @@ class BuildPlan:
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
         default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,"
-        "configs/builtin-shapes-video.yaml,configs/builtin-shapes-two.yaml",
+        "configs/builtin-shapes-video.yaml,configs/builtin-shapes-two.yaml,configs/builtin-shapes-decay.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
