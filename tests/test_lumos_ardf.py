@@ -73,12 +73,28 @@ def test_tube_masks_the_same_slots_in_every_frame():
     assert newline_masked  # new-line slots belong to the tube too
 
 
+def _is_decay(pattern: torch.Tensor, ratio: torch.Tensor) -> bool:
+    """Nested masks, from round(p * slots) in frame 0 to every slot in the last frame."""
+    n_frames, slots = pattern.shape
+    first = _count(slots, ratio)
+    rising = first + (slots - first) * torch.arange(n_frames) / max(n_frames - 1, 1)
+    return (
+        torch.equal(pattern.sum(1), rising.round().long())  # linear in the frame index
+        and bool(pattern[-1].all())
+        and bool((pattern[:-1] <= pattern[1:]).all())
+    )
+
+
+def _is_tube(pattern: torch.Tensor, ratio: torch.Tensor) -> bool:
+    return bool((pattern == pattern[0]).all() and pattern[0].sum() == _count(pattern.shape[1], ratio))
+
+
 def test_random_frame_and_decay_variants():
     g = torch.Generator().manual_seed(1)
-    differs = False
+    differs, mixed = False, set()
     for _ in range(10):
         ids, labels = _sample(g)
-        for kind in ("random", "frame", "tube_decay"):
+        for kind in ("random", "frame", "tube_decay", "tube_mix"):
             m = ardf_mask(ids, labels, COMPACT, g, kind=kind)
             _check_labels(ids, labels, m)
             for b, (pattern, _) in enumerate(_frames(m.input_ids, ids)):
@@ -88,13 +104,14 @@ def test_random_frame_and_decay_variants():
                     differs |= not (pattern == pattern[0]).all()
                 elif kind == "frame":
                     assert torch.equal(pattern.sum(1), _count(slots, m.ratio[b, :n_frames]))
-                else:  # nested masks, from round(p * slots) in frame 0 to every slot in the last frame
-                    first = _count(slots, m.ratio[b])
-                    rising = first + (slots - first) * torch.arange(n_frames) / max(n_frames - 1, 1)
-                    assert torch.equal(pattern.sum(1), rising.round().long())  # linear in the frame index
-                    assert pattern[-1].all()
-                    assert (pattern[:-1] <= pattern[1:]).all()
+                elif kind == "tube_decay":
+                    assert _is_decay(pattern, m.ratio[b])
+                else:  # each sample one or the other (a tube of 100% masks is both)
+                    tube, decay = _is_tube(pattern, m.ratio[b]), _is_decay(pattern, m.ratio[b])
+                    assert tube or decay
+                    mixed.add((tube, decay))
     assert differs
+    assert {(True, False), (False, True)} <= mixed  # both kinds occur
     with pytest.raises(ArvideoError, match="mask kind"):
         ardf_mask(ids, labels, COMPACT, g, kind="spiral")
 

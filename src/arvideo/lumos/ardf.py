@@ -11,6 +11,8 @@ IGNORE. The variants differ in what the slots are:
 - "frame" (diffusion forcing): an independent ratio and an independent pattern per frame.
 - "tube_decay": one slot ranking shared by all frames; the masked count rises linearly from
   round(p * n) in the first frame to all n slots in the last, so the frame masks are nested.
+- "tube_mix": each sample is a "tube" or a "tube_decay" sample with equal chance (a coin drawn
+  after its slot ranking), so training sees both a partly visible and an empty last frame.
 
 All four pick a uniform random subset with one trick: draw uniforms (unused slots padded with +inf),
 `argsort`, and keep the entries whose value is below the count; the tube draws are made in the
@@ -35,7 +37,7 @@ from arvideo.lumos.decoder import LumosDecoder
 from arvideo.lumos.sequence import IGNORE, structure
 from arvideo.lumos.vocab import Vocab
 
-MaskKind = Literal["tube", "random", "frame", "tube_decay"]
+MaskKind = Literal["tube", "random", "frame", "tube_decay", "tube_mix"]
 
 
 def mask_ratio(shape: tuple[int, ...], generator: torch.Generator, min_ratio: float = 0.7) -> torch.Tensor:
@@ -103,11 +105,14 @@ def ardf_mask(
         count = (per_frame.to(ratio.device) * ratio).round().clamp(min=1)[:, None]  # [B, 1]
         perm = _permutation(per_frame, int(per_frame.max()), generator, (batch, 1))
         perm_unit, count_unit, slot = zero, zero, s.slot
-        if kind == "tube_decay":  # count rises linearly to every slot in the last frame
+        if kind in ("tube_decay", "tube_mix"):  # count rises linearly to every slot in the last frame
             count, step = count.to(ids.device), torch.arange(n_frames, device=ids.device)
             step = step / (frames_of[:, None] - 1).clamp(min=1)  # [B, F]: 0 -> 1 over the frames
-            count = (count + (per_frame[:, None] - count) * step).round()  # [B, F]
-            count_unit = frame
+            rising = (count + (per_frame[:, None] - count) * step).round()  # [B, F]
+            if kind == "tube_mix":  # a coin per sample keeps the tube's constant count in half of them
+                decays = torch.rand(batch, generator=generator, device=generator.device) < 0.5
+                rising = torch.where(decays.to(ids.device)[:, None], rising, count)
+            count, count_unit = rising, frame
     perm, count = perm.to(ids.device), count.to(ids.device)  # drawn on the generator's device
     rank = perm[torch.arange(batch)[:, None], perm_unit, slot.clamp(max=perm.shape[-1] - 1)]  # [B, L]
     masked = content & (rank < count.gather(1, count_unit))

@@ -75,7 +75,7 @@ class ShapesBenchOptions:
 class LumosOptions:
     """The `task:` section for `kind: lumos` (defaults: the reference's training scripts)."""
 
-    mask: MaskKind = "tube"  # AR-DF masking: tube (official), random, frame, tube_decay
+    mask: MaskKind = "tube"  # AR-DF masking: tube (official), random, frame, tube_decay, tube_mix
     min_mask_ratio: float = 0.7  # floor of the per-sample cosine mask ratio
     text_drop: float = 0.1  # CFG: probability of training a sample without its caption
     loss_chunk: int = 1024  # rows of visual logits computed at a time
