@@ -12,6 +12,7 @@ import yaml
 
 from arvideo.errors import ArvideoError
 from arvideo.train import checkpoint as checkpoint_module
+from arvideo.train import metrics
 from arvideo.train.checkpoint import checkpoint_dirs, latest_checkpoint
 from arvideo.train.config import RunConfig, from_dict, to_dict
 from arvideo.train.metrics import read_log
@@ -203,6 +204,32 @@ def test_auto_precision_follows_the_measured_bf16_speed(tmp_path, shards, monkey
     in_use = torch.bfloat16 if uses_bf16 else torch.float32
     assert trainer.peak_flops == speeds[in_use]  # MFU against the dtype in use
     assert sorted(calls, key=str) == sorted(speeds, key=str)  # each dtype measured once
+
+
+def test_peak_flops_keeps_the_best_window(monkeypatch):
+    """A window slowed by contention does not lower the MFU denominator (which would inflate MFU)."""
+    ticks = iter([0.1] * 4 + [0.01] * 1000)  # clock advance per call: each call's first window is slow
+
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls):
+            cls.now += next(ticks)
+            return cls.now
+
+    monkeypatch.setattr(metrics, "time", Clock)
+    flops_per_matmul = 2 * 1024**3
+    assert metrics.measure_peak_flops(
+        torch.device("cpu"), torch.float32, seconds=0.1, windows=1
+    ) == pytest.approx(
+        flops_per_matmul / 0.1  # the slow window alone: one matmul in 0.1 s
+    )
+    assert metrics.measure_peak_flops(
+        torch.device("cpu"), torch.float32, seconds=0.5, windows=5
+    ) == pytest.approx(
+        flops_per_matmul * 10 / 0.1  # a later window: ten matmuls in 0.1 s
+    )
 
 
 @pytest.mark.slow
