@@ -23,7 +23,7 @@ from arvideo.eval import (
 )
 from arvideo.eval.detector import _hull_area, components, detect
 from arvideo.eval.metrics import METRICS, _metric_values, classify_motion, smoothness
-from arvideo.eval.shapesbench import format_comparison
+from arvideo.eval.shapesbench import build_report, format_comparison, format_table
 from arvideo.eval.suite import Suite, build_suite, suite_json, suite_path
 from arvideo.eval.validation import degrade, media_source
 from arvideo.io import write_video
@@ -209,6 +209,31 @@ def test_ground_truth_in_memory_is_exact(suite, subset):
         values = _metric_values(report["cases"], metric)
         assert values and min(values) == 1.0, metric
     assert _pooled(report, "smoothness") >= 0.9
+
+
+def test_persistence_failures_name_what_broke_each_frame(suite):
+    """One object: frame 3 blanked (missing), frame 5 recoloured (colour), frame 7 holding a copy
+    of the object beside it (duplicate); the other 14 frames are steady."""
+    case = next(c for c in suite.cases if c.task == "t2v" and len(c.spec.objects) == 1)
+    video = shapes.render(case.spec)[0].clone()  # [T, H, W, 3] uint8
+    background = torch.tensor(shapes.BACKGROUNDS[case.spec.background], dtype=torch.uint8)
+    obj = (video != background).any(-1)  # [T, H, W]: the object's pixels
+    video[3] = background
+    other = next(c for c in shapes.COLOURS if c != case.spec.objects[0].colour)
+    video[5][obj[5]] = torch.tensor(shapes.COLOURS[other], dtype=torch.uint8)
+    rows, cols = obj[7].nonzero().T
+    shift = int(cols.max() - cols.min()) + 4  # right of the object, or left if it does not fit
+    shift = shift if int(cols.max()) + shift < video.shape[2] else -shift
+    video[7, rows, cols + shift] = video[7, rows, cols]
+    entry = score_case(case, video)
+    (scored,) = entry["objects"]
+    assert scored["persistence_failures"] == {"missing": 1, "colour": 1, "duplicate": 1}
+    assert entry["metrics"]["persistence"] == pytest.approx(14 / 17)
+    report = build_report([entry, entry], [case, case], "v1", subset=False)
+    assert report["tasks"]["t2v"]["persistence_failures"] == {"missing": 2, "colour": 2, "duplicate": 2}
+    assert "t2v, object-frames failing persistence: missing 2, colour 2, duplicate 2" in format_table(report)
+    steady = score_case(case, shapes.render(case.spec)[0])["objects"][0]
+    assert steady["persistence_failures"] == {} and steady["scores"]["persistence"] == 1.0
 
 
 def test_random_noise_scores_at_chance(suite, subset):

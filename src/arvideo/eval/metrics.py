@@ -135,6 +135,7 @@ def _object_scores(
     seen = [(t, d) for t, d in enumerate(track) if d is not None]
     read = {a: _majority([getattr(d, a) for _, d in seen]) for a in ("colour", "shape", "size")}
     scores = {a: float(read[a] == expected[a]) for a in read}
+    entry: dict[str, Any] = {"expected": expected, "read": read, "frames_seen": len(seen), "scores": scores}
     if case.task == "t2i":
         read["position"] = shapes.position_of(track[0].centre, case.size) if track[0] else None
         scores["position"] = float(read["position"] == expected["position"])
@@ -144,15 +145,30 @@ def _object_scores(
         read["motion"] = classify_motion(centroids, times, len(track), case.size)
         scores["motion"] = float(read["motion"] == expected["motion"])
         identity = (read["colour"], read["shape"])
-        steady = [
-            d is not None
-            and sum((o.colour, o.shape) == identity for o in dets) == 1
-            and (d.colour, d.shape) == identity
-            for d, dets in zip(track, detections, strict=True)
-        ]
-        scores["persistence"] = float(np.mean(steady))
+        failures = [_unsteady(d, dets, identity) for d, dets in zip(track, detections, strict=True)]
+        scores["persistence"] = float(np.mean([f is None for f in failures]))
         scores["smoothness"] = smoothness(centroids, times, case.size)
-    return {"expected": expected, "read": read, "frames_seen": len(seen), "scores": scores}
+        entry["persistence_failures"] = dict(
+            Counter(f for f in failures if f is not None)
+        )  # frames per reason
+    return entry
+
+
+def _unsteady(detection: Detection | None, frame: list[Detection], identity: tuple[str, str]) -> str | None:
+    """Why a frame fails persistence (None: it shows the object as itself, exactly once).
+
+    The reasons, in the order checked: "missing", "colour" or "shape" (the object is read
+    otherwise than its majority), "duplicate" (another detection has the object's identity).
+    """
+    if detection is None:
+        return "missing"
+    if detection.colour != identity[0]:
+        return "colour"
+    if detection.shape != identity[1]:
+        return "shape"
+    if sum((o.colour, o.shape) == identity for o in frame) != 1:
+        return "duplicate"
+    return None
 
 
 def _nearest_background(colour: np.ndarray) -> str:
@@ -264,6 +280,11 @@ def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, flo
             "metrics": metrics,
             "by_objects": _by_objects(mine, names),
         }
+        if "persistence" in names:  # object-frames failing it, by reason, most frequent first
+            failures = sum(
+                (Counter(o["persistence_failures"]) for e in mine for o in e["objects"]), Counter()
+            )
+            tasks[task]["persistence_failures"] = dict(failures.most_common())
     overall = {
         "score": float(np.mean([t["score"] for t in tasks.values()])),
         "chance": float(np.mean([t["chance"] for t in tasks.values()])),

@@ -152,6 +152,10 @@ def format_table(report: dict[str, Any]) -> str:
         for n, group in groups.items():
             scores = " ".join(f"{m} {v:.1%}" for m, v in group.items() if m != "cases")
             lines.append(f"{name}, {n} object{'s' * (n != '1')} ({group['cases']} cases): {scores}")
+    for name, task in tasks.items():
+        if failures := task.get("persistence_failures"):
+            reasons = ", ".join(f"{reason} {frames}" for reason, frames in failures.items())
+            lines.append(f"{name}, object-frames failing persistence: {reasons}")
     overall = report["overall"]
     lines.append(
         f"overall {overall['score']:.1%} (chance {overall['chance']:.1%}); [chance level] per metric"
