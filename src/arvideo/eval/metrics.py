@@ -148,9 +148,8 @@ def _object_scores(
         failures = [_unsteady(d, dets, identity) for d, dets in zip(track, detections, strict=True)]
         scores["persistence"] = float(np.mean([f is None for f in failures]))
         scores["smoothness"] = smoothness(centroids, times, case.size)
-        entry["persistence_failures"] = dict(
-            Counter(f for f in failures if f is not None)
-        )  # frames per reason
+        # how many frames fail persistence for each reason
+        entry["persistence_failures"] = dict(Counter(f for f in failures if f is not None))
     return entry
 
 

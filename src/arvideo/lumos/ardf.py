@@ -14,7 +14,7 @@ IGNORE. The variants differ in what the slots are:
 - "tube_mix": each sample is a "tube" or a "tube_decay" sample with equal chance (a coin drawn
   after its slot ranking), so training sees both a partly visible and an empty last frame.
 
-All four pick a uniform random subset with one trick: draw uniforms (unused slots padded with +inf),
+All of them pick a uniform random subset with one trick: draw uniforms (unused slots padded with +inf),
 `argsort`, and keep the entries whose value is below the count; the tube draws are made in the
 order of the official code, so a generator seeded like the official run reproduces its masks.
 
