@@ -219,17 +219,11 @@ def test_peak_flops_keeps_the_best_window(monkeypatch):
             return cls.now
 
     monkeypatch.setattr(metrics, "time", Clock)
-    flops_per_matmul = 2 * 1024**3
-    assert metrics.measure_peak_flops(
-        torch.device("cpu"), torch.float32, seconds=0.1, windows=1
-    ) == pytest.approx(
-        flops_per_matmul / 0.1  # the slow window alone: one matmul in 0.1 s
-    )
-    assert metrics.measure_peak_flops(
-        torch.device("cpu"), torch.float32, seconds=0.5, windows=5
-    ) == pytest.approx(
-        flops_per_matmul * 10 / 0.1  # a later window: ten matmuls in 0.1 s
-    )
+    cpu, flops_per_matmul = torch.device("cpu"), 2 * 1024**3
+    slow_alone = metrics.measure_peak_flops(cpu, torch.float32, seconds=0.1, windows=1)
+    best_of_five = metrics.measure_peak_flops(cpu, torch.float32, seconds=0.5, windows=5)
+    assert slow_alone == pytest.approx(flops_per_matmul / 0.1)  # one matmul in 0.1 s
+    assert best_of_five == pytest.approx(flops_per_matmul * 10 / 0.1)  # a later window: ten in 0.1 s
 
 
 @pytest.mark.slow
