@@ -73,17 +73,20 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
 
 
 def test_the_next_tokenizer_config_fine_tunes_the_staged_model_on_its_own_codes(in_repo):
-    path = "configs/builtin-shapes-v2.yaml"
+    path, decay_path = "configs/builtin-shapes-v2.yaml", "configs/builtin-shapes-v2-decay.yaml"
     plan = BuildPlan(
-        config=path, continue_configs="", data_dir="runs/builtin-shapes-v2/data",
+        config=path, continue_configs=decay_path, data_dir="runs/builtin-shapes-v2/data",
         start_from="stages/lumos-shapes-v1", tokenizer="stages/tokenizer-shapes-v2/model",
     )  # fmt: skip
-    config = load_config(path)
+    config, decay = load_config(path), load_config(decay_path)
     check_config(plan, config, path)  # all four training folders, re-tokenized in their own data_dir
+    check_config(plan, decay, decay_path)
     assert len(config.data.shards) == 4
-    retarget, train = commands(plan)["train"]
+    assert (config.task["mask"], decay.task["mask"]) == ("tube", "tube_decay")  # the shipped chain's order
+    assert Path(decay.checkpoint.init_from) == step_dir(Path(config.out_dir) / "checkpoints", config.steps)
+    retarget, train, train_decay = commands(plan)["train"]
     assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
-    assert train == ["train", path, "--resume"]
+    assert (train, train_decay) == (["train", path, "--resume"], ["train", decay_path, "--resume"])
     start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
     assert (ROOT / plan.start_from / start["tokenizer"] / "model.safetensors").is_file()  # its own codes
 
