@@ -79,6 +79,9 @@ def main() -> None:
             for name, m in scores["metrics"].items()
         )
         print(f"  {task}: {scores['score']:.4f} -> {recon['tasks'][task]['score']:.4f} ({metrics})")
+        by_shape = recon["tasks"][task]["by_shape"]  # which shapes the codes lose (a small star: ~50 px)
+        print("    reconstructed shape read right, by shape: " + ", ".join(
+            f"{shape} {100 * group['shape']:.1f}" for shape, group in by_shape.items()))  # fmt: skip
 
     frames = bigbuckbunny()
     if frames is None:

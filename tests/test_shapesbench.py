@@ -236,6 +236,27 @@ def test_persistence_failures_name_what_broke_each_frame(suite):
     assert steady["persistence_failures"] == {} and steady["scores"]["persistence"] == 1.0
 
 
+def test_persistence_by_shape_keeps_each_shape_apart(suite):
+    """Two one-object videos of different shapes, one steady and one with a frame blanked: the
+    report's split by the asked shape gives each its own persistence."""
+    one = [c for c in suite.cases if c.task == "t2v" and len(c.spec.objects) == 1]
+    steady_case = one[0]
+    broken_case = next(c for c in one if c.spec.objects[0].shape != steady_case.spec.objects[0].shape)
+    broken = shapes.render(broken_case.spec)[0].clone()
+    broken[3] = torch.tensor(shapes.BACKGROUNDS[broken_case.spec.background], dtype=torch.uint8)
+    entries = [score_case(steady_case, shapes.render(steady_case.spec)[0]), score_case(broken_case, broken)]
+    report = build_report(entries, [steady_case, broken_case], "v1", subset=False)
+    by_shape = report["tasks"]["t2v"]["by_shape"]
+    steady_shape, broken_shape = steady_case.spec.objects[0].shape, broken_case.spec.objects[0].shape
+    assert set(by_shape) == {steady_shape, broken_shape}
+    assert by_shape[steady_shape]["objects"] == by_shape[broken_shape]["objects"] == 1
+    assert by_shape[steady_shape]["persistence"] == 1.0
+    assert by_shape[broken_shape]["persistence"] == pytest.approx(16 / 17)
+    assert by_shape[broken_shape]["colour"] == 1.0  # every per-object metric is split, not only persistence
+    line = next(line for line in format_table(report).splitlines() if "persistence by shape" in line)
+    assert f"{broken_shape} {16 / 17:.1%}" in line and f"{steady_shape} 100.0%" in line
+
+
 def test_random_noise_scores_at_chance(suite, subset):
     report = score_suite(media_source("noise", subset, seed=0), suite, subset=True)
     chance = chance_levels(subset)["i2v"] | chance_levels(subset)["t2i"]

@@ -261,6 +261,20 @@ def _by_objects(entries: Sequence[dict[str, Any]], names: tuple[str, ...]) -> di
     return groups
 
 
+def _by_shape(entries: Sequence[dict[str, Any]], names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per-object metrics by the shape the prompt asks for: a shape that is hard to draw in a few
+    tokens (a small star is ~50 pixels) loses persistence the pooled mean spreads over all four."""
+    objects = [o for e in entries for o in e["objects"]]
+    groups = {}
+    for shape in sorted({o["expected"]["shape"] for o in objects}):
+        mine = [o for o in objects if o["expected"]["shape"] == shape]
+        scores = {
+            m: float(np.mean(v)) for m in names if (v := [o["scores"][m] for o in mine if m in o["scores"]])
+        }
+        groups[shape] = {"objects": len(mine), **scores}
+    return groups
+
+
 def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per task and overall means of every metric, next to their chance levels."""
     tasks: dict[str, Any] = {}
@@ -278,6 +292,7 @@ def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, flo
             "chance": float(np.mean([v["chance"] for v in metrics.values()])),
             "metrics": metrics,
             "by_objects": _by_objects(mine, names),
+            "by_shape": _by_shape(mine, names),
         }
         if "persistence" in names:  # object-frames failing it, by reason, most frequent first
             failures = sum(

@@ -153,6 +153,10 @@ def format_table(report: dict[str, Any]) -> str:
             scores = " ".join(f"{m} {v:.1%}" for m, v in group.items() if m != "cases")
             lines.append(f"{name}, {n} object{'s' * (n != '1')} ({group['cases']} cases): {scores}")
     for name, task in tasks.items():
+        shapes = task.get("by_shape", {})
+        if "persistence" in task["metrics"] and len(shapes) > 1:
+            scores = ", ".join(f"{shape} {g['persistence']:.1%}" for shape, g in shapes.items())
+            lines.append(f"{name}, persistence by shape: {scores}")
         if failures := task.get("persistence_failures"):
             reasons = ", ".join(f"{reason} {frames}" for reason, frames in failures.items())
             lines.append(f"{name}, object-frames failing persistence: {reasons}")
