@@ -20,7 +20,17 @@ from arvideo.lumos.vocab import Vocab
 from arvideo.pipelines.lumos import PipelineConfig
 from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
-from arvideo.train.builtin import BuildPlan, build, check_config, commands, final_checkpoint, run_configs
+from arvideo.train.builtin import (
+    RECIPES,
+    BuildPlan,
+    build,
+    check_config,
+    commands,
+    final_checkpoint,
+    main,
+    recipe_plan,
+    run_configs,
+)
 from arvideo.train.checkpoint import step_dir
 from arvideo.train.config import load_config
 from arvideo.train.lumos_task import PRESETS, decoder_config
@@ -73,11 +83,9 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
 
 
 def test_the_next_tokenizer_config_fine_tunes_the_staged_model_on_its_own_codes(in_repo):
-    path, decay_path = "configs/builtin-shapes-v2.yaml", "configs/builtin-shapes-v2-decay.yaml"
-    plan = BuildPlan(
-        config=path, continue_configs=decay_path, data_dir="runs/builtin-shapes-v2/data",
-        start_from="stages/lumos-shapes-v1", tokenizer="stages/tokenizer-shapes-v2/model",
-    )  # fmt: skip
+    plan = recipe_plan("shapes-v2")
+    path, decay_path = plan.config, plan.continue_configs
+    assert "python -m arvideo.train.builtin --recipe shapes-v2" in Path(path).read_text()  # its header
     config, decay = load_config(path), load_config(decay_path)
     check_config(plan, config, path)  # all four training folders, re-tokenized in their own data_dir
     check_config(plan, decay, decay_path)
@@ -89,6 +97,24 @@ def test_the_next_tokenizer_config_fine_tunes_the_staged_model_on_its_own_codes(
     assert (train, train_decay) == (["train", path, "--resume"], ["train", decay_path, "--resume"])
     start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
     assert (ROOT / plan.start_from / start["tokenizer"] / "model.safetensors").is_file()  # its own codes
+
+
+def test_recipe_sets_the_defaults_that_flags_override(in_repo, capsys):
+    assert main(["--recipe", "shapes-v2", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "arvideo retarget stages/lumos-shapes-v1 " in listed  # the v2 build's own first step
+    assert "--tokenizer stages/tokenizer-shapes-v2/model" in listed
+    assert main(["--recipe", "shapes-v2", "--tokenizer", "other", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "--tokenizer other" in listed and "stages/tokenizer-shapes-v2/model" not in listed
+    assert main(["--dry-run"]) == 0  # the shipped model's recipe: no retarget
+    assert "retarget" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--recipe", "nope", "--dry-run"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(ArvideoError, match="unknown recipe 'nope'; choose from shapes-v1, shapes-v2"):
+        recipe_plan("nope")
+    assert set(RECIPES) == {"shapes-v1", "shapes-v2"}
 
 
 def test_run_configs_train_on_training_folders_and_validate_on_the_validation_ones(in_repo):

@@ -1,6 +1,7 @@
 """Build the built-in Lumos-1 model of the shapes world (`builtin:shapes`), end to end, resumable.
 
-    python -m arvideo.train.builtin                 # the recipe of configs/builtin-shapes.yaml
+    python -m arvideo.train.builtin                 # the shipped model's recipe (configs/builtin-shapes.yaml)
+    python -m arvideo.train.builtin --recipe shapes-v2    # the same model on the next tokenizer
     python -m arvideo.train.builtin --dry-run       # print the commands it runs
     python -m arvideo.train.builtin --stop-after tokens    # only the token shards (for ablations)
 
@@ -138,6 +139,31 @@ class BuildPlan:
 
     def tokens(self, name: str) -> Path:
         return Path(self.data_dir) / "tokens" / name
+
+
+# Named builds: the fields each sets over the BuildPlan defaults (every flag still overrides them).
+RECIPES: dict[str, dict[str, str]] = {
+    # the shipped model: six legs from nothing on the first tokenizer (builtin:shapes)
+    "shapes-v1": {},
+    # the five-leg model (kept in stages/) retargeted onto the next tokenizer, fine-tuned, then the
+    # tube_decay leg; exported beside the shipped model until it replaces it
+    "shapes-v2": {
+        "config": "configs/builtin-shapes-v2.yaml",
+        "continue_configs": "configs/builtin-shapes-v2-decay.yaml",
+        "data_dir": "runs/builtin-shapes-v2/data",
+        "start_from": "stages/lumos-shapes-v1",
+        "tokenizer": "stages/tokenizer-shapes-v2/model",
+        "out": "runs/lumos-shapes-v2",
+    },
+}
+SHIPPED_RECIPE = "shapes-v1"
+
+
+def recipe_plan(name: str, **overrides) -> BuildPlan:
+    """The plan of a named build, with `overrides` on top."""
+    if name not in RECIPES:
+        raise ArvideoError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    return BuildPlan(**{**RECIPES[name], **overrides})
 
 
 def commands(plan: BuildPlan) -> dict[str, list[list[str]]]:
@@ -283,9 +309,15 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = BuildPlan()
+    recipe = argparse.ArgumentParser(add_help=False)
+    recipe.add_argument(
+        "--recipe", choices=RECIPES, default=SHIPPED_RECIPE,
+        help=f"named build setting the defaults below (default: {SHIPPED_RECIPE}, the shipped model)",
+    )  # fmt: skip
+    name = recipe.parse_known_args(argv)[0].recipe
+    defaults = recipe_plan(name)
     parser = argparse.ArgumentParser(
-        prog="python -m arvideo.train.builtin", description=__doc__.split("\n\n")[0]
+        prog="python -m arvideo.train.builtin", description=__doc__.split("\n\n")[0], parents=[recipe]
     )
     for f in dataclasses.fields(BuildPlan):
         default = getattr(defaults, f.name)
@@ -302,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     threads, overwrite, dry_run = args.pop("threads"), args.pop("overwrite"), args.pop("dry_run")
     stop_after = args.pop("stop_after")
+    args.pop("recipe")
     plan = BuildPlan(**args)
     if dry_run:
         print("\n".join("arvideo " + shlex.join(c) for step in commands(plan).values() for c in step))
