@@ -1,4 +1,4 @@
-"""Reconstruction quality of a video tokenizer: the numbers the README's Tokenizers section quotes.
+"""Reconstruction quality of a video tokenizer: the numbers docs/tokenizers.md quotes.
 
 Measured side by side in one run:
 - PSNR of held-out shapes clips (17 frames, 64x64) and images after encode -> decode, with the
