@@ -101,9 +101,10 @@ def test_cli_trains_the_caption_bpe(tmp_path):
     assert main(["-q", "train", str(config), "--overwrite"]) == 0
 
 
-# A regression floor for the shipped tokenizer: it measures 27.8 dB on the 32 held-out clips of its
-# training run, short of the 30 dB target (README, Tokenizers); 1 dB of margin for the 8 clips here.
-BUILTIN_PSNR_FLOOR = 27.8 - 1.0
+# A regression floor for the shipped tokenizer: it measures 30.13 dB on the 8 held-out clips here
+# (30.71 on the 64 of benchmarks/tokenizer_quality.py, docs/tokenizers.md); the first built-in
+# tokenizer, 28.50 dB here, fails it.
+BUILTIN_PSNR_FLOOR = 29.5
 
 
 @pytest.mark.skipif(

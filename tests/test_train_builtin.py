@@ -18,10 +18,11 @@ from arvideo.lumos.checkpoint import read_official_state, save_lumos
 from arvideo.lumos.decoder import LumosDecoder
 from arvideo.lumos.vocab import Vocab
 from arvideo.pipelines.lumos import PipelineConfig
-from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer
+from arvideo.tokenizers import BUILTIN_DIR, BUILTIN_VIDEO, builtin_path, load_text_tokenizer
 from arvideo.tokenizers.video import CausalTokenizerConfig, CausalVideoTokenizer
 from arvideo.train.builtin import (
     RECIPES,
+    SHIPPED_RECIPE,
     BuildPlan,
     build,
     check_config,
@@ -38,9 +39,8 @@ from arvideo.train.metrics import read_log
 from lumos_util import tiny_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "configs" / "builtin-shapes.yaml"
+RECIPE = ROOT / "configs" / "builtin-shapes.yaml"  # the first chain's first leg (tiny_plan's template)
 BUDGET_MB = 40  # all built-in weights together (issue 6)
-TOKENIZER_MB = 3.5  # the built-in video tokenizer's share while it is not in the tree (fp16, ~1.6M weights)
 
 
 @pytest.fixture
@@ -50,10 +50,10 @@ def in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)  # the recipe's paths are relative to the repository
 
 
-def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
-    plan = BuildPlan()
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_recipe_chains_its_legs_on_the_folders_it_builds(in_repo, name):
+    plan = recipe_plan(name)
     paths = run_configs(plan)
-    assert Path(paths[0]) == RECIPE.relative_to(ROOT)
     legs = [load_config(path) for path in paths]
     for path, leg in zip(paths, legs, strict=True):
         check_config(plan, leg, path)  # trains and validates on exactly the folders the build writes
@@ -61,64 +61,79 @@ def test_recipe_config_matches_the_build_and_fits_the_budget(in_repo):
     for before, after in itertools.pairwise(legs):  # each leg starts where the one before ended
         end = step_dir(Path(before.out_dir) / "checkpoints", before.steps)
         assert Path(after.checkpoint.init_from) == end
-    config = legs[0]
-    header = RECIPE.read_text()
-    for step in commands(plan).values():  # the commands listed in the config are the ones run
-        for args in step:
-            assert f"arvideo {shlex.join(args)}" in header
+    assert legs[-1].task["mask"] == "tube_decay"  # both chains end with the tube_decay leg
+    header = Path(paths[0]).read_text()
+    recipe_flag = "" if name == SHIPPED_RECIPE else f" --recipe {name}"
+    assert f"python -m arvideo.train.builtin{recipe_flag} --workers 2" in header  # how to run it
+    if name == "shapes-v1":  # its header lists every command the build runs
+        for step in commands(plan).values():
+            for args in step:
+                assert f"arvideo {shlex.join(args)}" in header
 
+
+def test_the_shipped_recipe_fine_tunes_the_staged_model_on_the_builtin_codes(in_repo):
+    plan = recipe_plan(SHIPPED_RECIPE)
+    assert plan == BuildPlan()  # the defaults are the shipped build
+    assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
+    config, decay = (load_config(path) for path in run_configs(plan))
+    assert len(config.data.shards) == 4  # all four training folders, re-tokenized in their own data_dir
+    assert config.task["mask"] == "tube"
+    retarget, train, train_decay = commands(plan)["train"]
+    assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
+    assert (train[1], train_decay[1]) == (plan.config, plan.continue_configs)
+    first = recipe_plan("shapes-v1")
+    assert {part.name: part.seed for part in plan.parts()} == {part.name: part.seed for part in first.parts()}
+    start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
+    assert Path(plan.start_from, start["tokenizer"]) == Path(first.tokenizer)  # the first chain's codes
+    for chain in (plan, first):  # each chain's codes are those of its tokenizer's recipe in configs/
+        trained = "configs/tokenizer-shapes.yaml" if chain is plan else "configs/tokenizer-shapes-v1.yaml"
+        model = yaml.safe_load(Path(trained).read_text())["model"]
+        folder = builtin_path(chain.tokenizer, BUILTIN_VIDEO) if chain is plan else Path(chain.tokenizer)
+        config_json = json.loads((folder / "config.json").read_text())
+        assert {k: config_json[k] for k in model} == model
+
+
+def test_the_shipped_model_fits_the_budget_and_is_the_staged_models_architecture(in_repo):
+    """The first chain grows the `small` preset to 9 blocks; the staged model the shipped one starts
+    from has that architecture, and it plus the tokenizer fits the budget in fp16."""
+    first = recipe_plan("shapes-v1")
+    legs = [load_config(path) for path in run_configs(first)]
     tokenizer = yaml.safe_load((ROOT / "configs" / "tokenizer-shapes.yaml").read_text())["model"]
     meta = {"text_vocab_size": load_text_tokenizer("builtin:shapes").vocab_size,
             "codebook_size": math.prod(tokenizer["levels"])}  # fmt: skip
-    shipped_config = decoder_config(config.model, meta)
-    shipped_config.num_hidden_layers += sum(leg.task.get("add_layers", 0) for leg in legs)  # grown legs
+    grown = decoder_config(legs[0].model, meta)
+    grown.num_hidden_layers += sum(leg.task.get("add_layers", 0) for leg in legs)
+    staged = json.loads((ROOT / recipe_plan(SHIPPED_RECIPE).start_from / "config.json").read_text())
+    assert {k: staged[k] for k in ("num_hidden_layers", "hidden_size", "vocab_size")} == {
+        "num_hidden_layers": grown.num_hidden_layers, "hidden_size": grown.hidden_size,
+        "vocab_size": grown.vocab_size,
+    }  # fmt: skip
     with torch.device("meta"):
-        model = LumosDecoder(shipped_config)
+        model = LumosDecoder(grown)
     model_mb = 2 * sum(p.numel() for p in model.parameters()) / 2**20  # exported in fp16
-    shipped = BUILTIN_DIR / "tokenizer-shapes"
-    tokenizer_mb = (
-        sum(f.stat().st_size for f in shipped.iterdir()) / 2**20 if shipped.is_dir() else TOKENIZER_MB
-    )
+    tokenizer_mb = sum(f.stat().st_size for f in (BUILTIN_DIR / "tokenizer-shapes").iterdir()) / 2**20
     assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
 
 
-def test_the_next_tokenizer_config_fine_tunes_the_staged_model_on_its_own_codes(in_repo):
-    plan = recipe_plan("shapes-v2")
-    path, decay_path = plan.config, plan.continue_configs
-    assert "python -m arvideo.train.builtin --recipe shapes-v2" in Path(path).read_text()  # its header
-    config, decay = load_config(path), load_config(decay_path)
-    check_config(plan, config, path)  # all four training folders, re-tokenized in their own data_dir
-    check_config(plan, decay, decay_path)
-    assert len(config.data.shards) == 4
-    assert (config.task["mask"], decay.task["mask"]) == ("tube", "tube_decay")  # the shipped chain's order
-    assert Path(decay.checkpoint.init_from) == step_dir(Path(config.out_dir) / "checkpoints", config.steps)
-    retarget, train, train_decay = commands(plan)["train"]
-    assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
-    assert (train, train_decay) == (["train", path, "--resume"], ["train", decay_path, "--resume"])
-    start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
-    assert (ROOT / plan.start_from / start["tokenizer"] / "model.safetensors").is_file()  # its own codes
-
-
 def test_recipe_sets_the_defaults_that_flags_override(in_repo, capsys):
-    assert main(["--recipe", "shapes-v2", "--dry-run"]) == 0
+    assert main(["--dry-run"]) == 0  # the shipped model's recipe: retarget the staged model first
     listed = capsys.readouterr().out
-    assert "arvideo retarget stages/lumos-shapes-v1 " in listed  # the v2 build's own first step
-    assert "--tokenizer stages/tokenizer-shapes-v2/model" in listed
-    assert main(["--recipe", "shapes-v2", "--tokenizer", "other", "--dry-run"]) == 0
+    assert "arvideo retarget stages/lumos-shapes-v1 " in listed and "--tokenizer builtin:shapes" in listed
+    assert main(["--recipe", "shapes-v1", "--dry-run"]) == 0  # the first chain: from nothing
     listed = capsys.readouterr().out
-    assert "--tokenizer other" in listed and "stages/tokenizer-shapes-v2/model" not in listed
-    assert main(["--dry-run"]) == 0  # the shipped model's recipe: no retarget
-    assert "retarget" not in capsys.readouterr().out
+    assert "retarget" not in listed and "--tokenizer stages/lumos-shapes-v1/tokenizer" in listed
+    assert main(["--recipe", "shapes-v1", "--tokenizer", "other", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "--tokenizer other" in listed and "stages/lumos-shapes-v1/tokenizer" not in listed
     with pytest.raises(SystemExit):
         main(["--recipe", "nope", "--dry-run"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
-    with pytest.raises(ArvideoError, match="unknown recipe 'nope'; choose from shapes-v1, shapes-v2"):
+    with pytest.raises(ArvideoError, match="unknown recipe 'nope'; choose from shapes-v2, shapes-v1"):
         recipe_plan("nope")
-    assert set(RECIPES) == {"shapes-v1", "shapes-v2"}
 
 
 def test_run_configs_train_on_training_folders_and_validate_on_the_validation_ones(in_repo):
-    plan, config = BuildPlan(), load_config(RECIPE)
+    plan, config = recipe_plan("shapes-v1"), load_config(RECIPE)
     config.data.shards = [str(plan.tokens("train-videos-two"))]  # any of the training folders will do
     check_config(plan, config, "x.yaml")
     config.data.shards = [str(plan.tokens("train-videos")), str(plan.tokens("val-videos"))]
@@ -152,6 +167,7 @@ def tiny_plan(tmp_path: Path) -> BuildPlan:
         data_dir=str(tmp_path / "data"), videos=4, images=8, two_object_videos=2, more_two_object_videos=2,
         val_videos=2, val_images=2, size=32, frames=9, tokenizer=str(tmp_path / "tok"),
         out=str(tmp_path / "lumos-tiny"), sample_steps=2, sample_cfg=2.0, sample_image_cfg=2.0,
+        start_from="",
     )  # fmt: skip
     recipe = yaml.safe_load(RECIPE.read_text())
     recipe.update(out_dir=str(tmp_path / "run"), steps=4, model="tiny", log={"peak_flops": 1e10})

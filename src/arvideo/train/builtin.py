@@ -1,7 +1,7 @@
 """Build the built-in Lumos-1 model of the shapes world (`builtin:shapes`), end to end, resumable.
 
-    python -m arvideo.train.builtin                 # the shipped model's recipe (configs/builtin-shapes.yaml)
-    python -m arvideo.train.builtin --recipe shapes-v2    # the same model on the next tokenizer
+    python -m arvideo.train.builtin                 # the shipped model's recipe (configs/builtin-shapes-v2.yaml)
+    python -m arvideo.train.builtin --recipe shapes-v1    # the first chain, on the first tokenizer
     python -m arvideo.train.builtin --dry-run       # print the commands it runs
     python -m arvideo.train.builtin --stop-after tokens    # only the token shards (for ablations)
 
@@ -17,9 +17,9 @@ build after a kill (or at the start of a new session) continues where it stopped
    moves it onto the plan's tokenizer, into the first config's `checkpoint.init_from`; then
    `arvideo train CONFIG --resume` (skipped once the last step's checkpoint exists), then
    the same for each continuation config in turn, each starting from the previous leg's last
-   checkpoint (`checkpoint.init_from`) with a new warmup and cosine (the third also grows the
-   model by three blocks, `task.add_layers`; the fourth adds the two-object videos, the fifth a
-   second folder of them, the sixth trains with tube_decay masks);
+   checkpoint (`checkpoint.init_from`) with a new warmup and cosine (in the first chain the third
+   also grows the model by three blocks, `task.add_layers`; the fourth adds the two-object videos,
+   the fifth a second folder of them, the sixth trains with tube_decay masks);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
 
@@ -69,15 +69,14 @@ class BuildPlan:
     """What the build makes besides the run config: the data, the tokenizers, the export."""
 
     config: str = _doc(
-        "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes.yaml"
+        "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes-v2.yaml"
     )
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
-        default="configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,"
-        "configs/builtin-shapes-video.yaml,configs/builtin-shapes-two.yaml,configs/builtin-shapes-decay.yaml",
+        default="configs/builtin-shapes-v2-decay.yaml",
     )
     data_dir: str = _doc(
-        "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes/data"
+        "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes-v2/data"
     )
     videos: int = _doc("training clips", default=8000)
     images: int = _doc("training images (one frame, captions with positions)", default=16000)
@@ -99,7 +98,7 @@ class BuildPlan:
     start_from: str = _doc(
         "a model folder trained on another video tokenizer (its arvideo.json names it), moved onto "
         "`tokenizer` by `arvideo retarget` into the first config's checkpoint.init_from ('' = none)",
-        default="",
+        default="stages/lumos-shapes-v1",
     )
     retarget_items: int = _doc(
         "training clips `arvideo retarget` pairs the two tokenizers' codes on", default=512
@@ -143,20 +142,21 @@ class BuildPlan:
 
 # Named builds: the fields each sets over the BuildPlan defaults (every flag still overrides them).
 RECIPES: dict[str, dict[str, str]] = {
-    # the shipped model: six legs from nothing on the first tokenizer (builtin:shapes)
-    "shapes-v1": {},
-    # the five-leg model (kept in stages/) retargeted onto the next tokenizer, fine-tuned, then the
-    # tube_decay leg; exported beside the shipped model until it replaces it
-    "shapes-v2": {
-        "config": "configs/builtin-shapes-v2.yaml",
-        "continue_configs": "configs/builtin-shapes-v2-decay.yaml",
-        "data_dir": "runs/builtin-shapes-v2/data",
-        "start_from": "stages/lumos-shapes-v1",
-        "tokenizer": "stages/tokenizer-shapes-v2/model",
-        "out": "runs/lumos-shapes-v2",
+    # the shipped model: the five-leg model of the first chain (kept in stages/) retargeted onto the
+    # built-in tokenizer, fine-tuned on its codes, then a tube_decay leg
+    "shapes-v2": {},
+    # the first chain: six legs from nothing on the first tokenizer (shipped until 2026-12-06)
+    "shapes-v1": {
+        "config": "configs/builtin-shapes.yaml",
+        "continue_configs": "configs/builtin-shapes-continue.yaml,configs/builtin-shapes-grow.yaml,"
+        "configs/builtin-shapes-video.yaml,configs/builtin-shapes-two.yaml,configs/builtin-shapes-decay.yaml",
+        "data_dir": "runs/builtin-shapes/data",
+        "start_from": "",
+        "tokenizer": "stages/lumos-shapes-v1/tokenizer",
+        "out": "runs/lumos-shapes-v1",
     },
 }
-SHIPPED_RECIPE = "shapes-v1"
+SHIPPED_RECIPE = "shapes-v2"
 
 
 def recipe_plan(name: str, **overrides) -> BuildPlan:
