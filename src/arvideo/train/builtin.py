@@ -1,6 +1,6 @@
 """Build the built-in Lumos-1 model of the shapes world (`builtin:shapes`), end to end, resumable.
 
-    python -m arvideo.train.builtin                 # the shipped model's recipe (configs/builtin-shapes-v2.yaml)
+    python -m arvideo.train.builtin                 # the shipped model (configs/builtin-shapes-v2.yaml)
     python -m arvideo.train.builtin --recipe shapes-v1    # the first chain, on the first tokenizer
     python -m arvideo.train.builtin --dry-run       # print the commands it runs
     python -m arvideo.train.builtin --stop-after tokens    # only the token shards (for ablations)
