@@ -85,10 +85,12 @@ def test_the_shipped_recipe_fine_tunes_the_staged_model_on_the_builtin_codes(in_
     assert {part.name: part.seed for part in plan.parts()} == {part.name: part.seed for part in first.parts()}
     start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
     assert Path(plan.start_from, start["tokenizer"]) == Path(first.tokenizer)  # the first chain's codes
-    for chain in (plan, first):  # each chain's codes are those of its tokenizer's recipe in configs/
-        trained = "configs/tokenizer-shapes.yaml" if chain is plan else "configs/tokenizer-shapes-v1.yaml"
-        model = yaml.safe_load(Path(trained).read_text())["model"]
-        folder = builtin_path(chain.tokenizer, BUILTIN_VIDEO) if chain is plan else Path(chain.tokenizer)
+    tokenizers = {  # each chain's tokenizer is what its recipe in configs/ trains
+        "configs/tokenizer-shapes.yaml": builtin_path(plan.tokenizer, BUILTIN_VIDEO),
+        "configs/tokenizer-shapes-v1.yaml": Path(first.tokenizer),
+    }
+    for recipe, folder in tokenizers.items():
+        model = yaml.safe_load(Path(recipe).read_text())["model"]
         config_json = json.loads((folder / "config.json").read_text())
         assert {k: config_json[k] for k in model} == model
 
