@@ -41,7 +41,7 @@ class CausalTokenizerConfig:
     patch_size: int = 2  # space-to-depth factor before the first conv
     channels: tuple[int, ...] = (32, 64, 96)  # conv width per resolution level, finest first
     encoder_blocks: int = 1  # residual blocks per level in the encoder
-    decoder_blocks: int = 2  # residual blocks per level in the decoder (decoding is the hard half)
+    decoder_blocks: int = 2  # residual blocks per level in the decoder (builtin:shapes: 1 here, 2 encoder)
     temporal_kernel: int = 2  # causal kernel along latent time inside residual blocks
     levels: tuple[int, ...] = (8, 8, 8, 5)  # FSQ levels; the codebook has prod(levels) codes
     kind: str = field(default=MODEL_KIND)
