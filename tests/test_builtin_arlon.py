@@ -2,7 +2,8 @@
 
 1. ShapesBench text-to-video, the 16 t2v cases of the CI subset, ARLON with the folder's defaults
    (AR codes + the injected DiT, few Euler steps) and seed 0: every metric is printed next to its
-   floor and the floors of `quality_floors.json` in the folder are asserted (tests/quality_floors.py).
+   floor and the floors of `quality_floors.json` in the folder are asserted (format:
+   arvideo/eval/floors.py).
 2. `arvideo long` with the built-in: two prompts over 4 segments make one 65-frame 64x64 video.
 
 Skipped when the folder is absent (a checkout in which `scripts/build_builtin_arlon.sh` has not run).

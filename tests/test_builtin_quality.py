@@ -3,8 +3,8 @@
 Runs ShapesBench's CI subset (`arvideo eval run --subset`: 36 cases) with the model's own
 defaults (its arvideo.json) and seed 0, prints the table and every metric next to its floor (so
 CI logs show the numbers), then asserts the floors of `quality_floors.json` in the model folder
-(format: tests/quality_floors.py). Skipped when the model folder is absent (a checkout in which
-the built-in has not been trained).
+(format: arvideo/eval/floors.py; the build's export writes it). Skipped when the model folder is
+absent (a checkout in which the built-in has not been trained).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 
 import arvideo
 from arvideo.errors import ArvideoError
+from arvideo.eval import evaluate_pipeline
+from arvideo.eval.floors import FLOORS_FILE, TARGET_METRICS, check_floors, read_floors
 from arvideo.lumos.checkpoint import read_official_state, save_lumos
 from arvideo.lumos.decoder import LumosDecoder
 from arvideo.lumos.vocab import Vocab
@@ -216,6 +218,16 @@ def test_tiny_build_runs_the_chain_and_resumes(tmp_path, in_repo):
     assert next(pipe.model.parameters()).dtype == torch.float32
     assert len(pipe.model.layers) == PRESETS["tiny"]["num_hidden_layers"] + 1  # grown by the last leg
     assert pipe("a small red circle moves to the right", seed=0).frames.shape == (9, 32, 32, 3)
+    # ... and its quality floors: its own CI-subset scores rounded down, so it passes them with no margin.
+    floors, _ = read_floors(Path(plan.out) / FLOORS_FILE)
+    assert {task: tuple(metrics) for task, metrics in floors.items()} == TARGET_METRICS
+    report = evaluate_pipeline(pipe, "v1", subset=True)
+    assert not check_floors(report, Path(plan.out) / FLOORS_FILE)[1]
+    assert all(
+        floor <= min(0.9, report["tasks"][task]["metrics"][metric]["score"]) < floor + 0.1 + 1e-9
+        for task, metrics in floors.items()
+        for metric, floor in metrics.items()
+    )
     rows = read_log(Path(first.out_dir) / "eval.csv")
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["shapesbench"] <= 1 for r in rows)
     two, more_two = [

@@ -21,7 +21,9 @@ build after a kill (or at the start of a new session) continues where it stopped
    also grows the model by three blocks, `task.add_layers`; the fourth adds the two-object videos,
    the fifth a second folder of them, the sixth trains with tube_decay masks);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
-   generation defaults of docs/generation.md, into `src/arvideo/builtin/lumos-shapes/`.
+   generation defaults of docs/generation.md, and `quality_floors.json`, the regression floors
+   CI checks, from the exported model's own ShapesBench subset run (~2 minutes), into
+   `src/arvideo/builtin/lumos-shapes/`.
 
 All run configs name the token folders this plan writes (`data.shards`: any of the training
 folders; `eval.shards`: validation videos, validation images); a mismatch is an error, so
@@ -238,8 +240,12 @@ def final_checkpoint(config: RunConfig) -> Path | None:
 
 
 def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
-    """The model folder of `checkpoint` in fp16 plus arvideo.json, written atomically to `plan.out`."""
+    """The model folder of `checkpoint` in fp16 plus arvideo.json and the quality floors of its own
+    ShapesBench subset run (arvideo/eval/floors.py), written atomically to `plan.out`."""
+    from arvideo.eval import evaluate_pipeline
+    from arvideo.eval.floors import floors_from_report, write_floors
     from arvideo.lumos.checkpoint import load_lumos, save_lumos
+    from arvideo.pipelines import load
     from arvideo.pipelines.lumos import PipelineConfig, component_reference
     from arvideo.train.data import ShardDataset
 
@@ -255,6 +261,13 @@ def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
     with atomic_write(out, overwrite=overwrite, is_dir=True) as tmp:
         save_lumos(load_lumos(checkpoint), tmp, overwrite=True, dtype=torch.float16)  # upcast on load
         (tmp / "arvideo.json").write_text(json.dumps(pipeline.to_dict(), indent=2) + "\n")
+        report = evaluate_pipeline(load(tmp), "v1", subset=True)  # as tests/test_builtin_quality.py
+        why = (
+            f"Regression floors of this model ({checkpoint}, exported by python -m arvideo.train.builtin): "
+            "its ShapesBench CI subset (seed 0, its arvideo.json defaults), each target metric rounded "
+            "down to 0.1 and at most 0.9; the quality targets are measured on the full suite."
+        )
+        write_floors(tmp, floors_from_report(report, why))
     size = sum(f.stat().st_size for f in out.iterdir())
     logger.info("exported %s to %s (%.1f MB)", checkpoint, out, size / 2**20)
     return out
