@@ -9,7 +9,8 @@
 # stages/arlon-shapes, committed: a new checkout retrains only the stages that are not there yet);
 # runs, shards and checkpoints go to RUN (not committed). Stages (docs/arlon.md, "Training recipe"):
 #   data -> frame shards -> VAE -> latent shards -> fine VQ-VAE -> code shards -> AR model
-#   -> DiT alone -> injection branch on the frozen DiT -> export (fp16) to OUT.
+#   -> DiT alone -> injection branch on the frozen DiT -> export (fp16, with the quality floors of
+#   its own ShapesBench subset run) to OUT.
 # After the VAE and after the fine VQ-VAE the log shows what they keep (benchmarks/arlon_ceilings.py).
 # Environment: RUN (run folder, default runs/arlon), MODELS (stage models; RUN/models with SMOKE=1),
 # N (training clips, 4000), VAL (held-out clips, 64), WORKERS (shard writers, 1), OUT (pipeline folder;

@@ -6,9 +6,12 @@ import torch
 import arvideo
 from arlon_tiny import tiny_pipeline
 from arvideo import pipelines
+from arvideo.arlon.build import FLOOR_METRICS, export, subset_report
 from arvideo.cli import main as cli
 from arvideo.errors import ArvideoError
+from arvideo.eval.floors import FLOORS_FILE, read_floors
 from arvideo.io import read_video
+from arvideo.lumos.checkpoint import save_lumos
 from arvideo.pipelines import arlon as arlon_pipeline
 from arvideo.pipelines.arlon import ArlonPipeline, Layout
 
@@ -197,3 +200,23 @@ def test_next_token_decoding_is_a_switch_of_the_ar_stage(pipe):
     parallel = pipe(PROMPTS[0], seed=0, ar_steps=1)
     next_token = pipe(PROMPTS[0], seed=0, decoding="next_token")
     assert next_token.frames.shape == parallel.frames.shape == (17, 64, 64, 3)
+
+
+def test_export_writes_the_folder_with_the_floors_of_its_own_subset_run(pipe, tmp_path):
+    parts = {"vae": pipe.tokenizer.vae, "fine_vq": pipe.tokenizer.fine_vq, "dit": pipe.dit}
+    for name, model in parts.items():
+        model.save_pretrained(tmp_path / name)
+    save_lumos(pipe.ar, tmp_path / "ar")
+    out = tmp_path / "arlon"
+    export(str(out), *(str(tmp_path / name) for name in ("vae", "fine_vq", "ar", "dit")), overwrite=False)
+    # The floors are the exported (fp16) pipeline's own subset scores rounded down: it passes them
+    # with no margin, and each is within 0.1 of its score (or at the 0.9 cap).
+    floors, _ = read_floors(out / FLOORS_FILE)
+    assert {task: tuple(metrics) for task, metrics in floors.items()} == FLOOR_METRICS
+    report = subset_report(arvideo.load(str(out)))
+    assert all(
+        floor <= min(0.9, report["tasks"]["t2v"]["metrics"][metric]["score"]) < floor + 0.1 + 1e-9
+        for metric, floor in floors["t2v"].items()
+    )
+    with pytest.raises(ArvideoError, match="exists"):  # never replaced unless asked
+        export(str(out), *(str(tmp_path / name) for name in ("vae", "fine_vq", "ar", "dit")), overwrite=False)

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from arvideo.arlon.build import subset_report
 from arvideo.cli import main as cli
-from arvideo.eval.run import select_cases
-from arvideo.eval.shapesbench import score_suite
-from arvideo.eval.suite import Suite, load_suite
 from arvideo.io import read_video
 from arvideo.pipelines import BUILTIN_DIR, BUILTIN_MODELS, load
 from quality_floors import assert_floors
@@ -29,9 +27,7 @@ pytestmark = pytest.mark.skipif(not MODEL_DIR.is_dir(), reason=NOT_BUILT)
 
 
 def test_builtin_arlon_meets_its_quality_floors(capsys):
-    pipe = load("builtin:arlon-shapes")
-    suite = Suite("v1", tuple(select_cases(load_suite("v1"), subset=True, tasks="t2v")), ())
-    report = score_suite(lambda case: pipe(case.prompt, segments=1, seed=0).frames, suite)
+    report = subset_report(load("builtin:arlon-shapes"))
     title = f"ShapesBench t2v subset, {MODEL_DIR.name}, ARLON with the folder's defaults, seed 0"
     assert_floors(report, MODEL_DIR / "quality_floors.json", title, capsys)
 

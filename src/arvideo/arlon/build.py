@@ -11,7 +11,8 @@
 first measures the per-channel latent statistics that scale the latent for the later stages);
 `config` writes a run config with its `runs/arlon` paths moved under RUN and its stage-model
 paths (`stages/arlon-shapes`) moved to MODELS (and, with --smoke, tiny models and a few steps);
-`export` assembles the pipeline folder in fp16.
+`export` assembles the pipeline folder in fp16 and writes its quality floors (a 16-case ShapesBench
+subset run, ~12 s for the built-in).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from arvideo.arlon.shards import CodeSource, FrameSource, LatentSource, item_fra
 from arvideo.arlon.tokenizer import ArlonTokenizer
 from arvideo.arlon.vae import VideoVAE
 from arvideo.errors import ArvideoError
+from arvideo.eval.floors import floors_from_report, write_floors
+from arvideo.eval.run import select_cases
+from arvideo.eval.shapesbench import score_suite
+from arvideo.eval.suite import Suite, load_suite
 from arvideo.files import atomic_write
 from arvideo.lumos.checkpoint import load_lumos
 from arvideo.pipelines.arlon import ArlonConfig, ArlonPipeline
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 RECIPE_RUN = "runs/arlon"  # the run folder the checked-in configs name
 RECIPE_MODELS = "stages/arlon-shapes"  # the published stage models they name (committed, see its README)
 TEXT_TOKENIZER = "builtin:shapes"
+FLOOR_METRICS = {"t2v": ("colour", "shape", "size", "motion", "persistence")}  # ARLON makes videos from text
 # --smoke: every stage with the tiny twin of its model preset, 2 steps and batches of 2
 SMOKE_RUN: dict[str, Any] = {
     "steps": 2, "checkpoint": {"every": 2}, "eval": {"every": 0}, "optim": {"warmup_steps": 1},
@@ -144,12 +150,28 @@ def write_config(config: str, out: str, run: str, smoke: bool, models: str = REC
         tmp.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def subset_report(pipe: ArlonPipeline) -> dict[str, Any]:
+    """ShapesBench's CI-subset text-to-video cases, one segment each, the pipeline's defaults, seed 0."""
+    suite = Suite("v1", tuple(select_cases(load_suite("v1"), subset=True, tasks="t2v")), ())
+    return score_suite(lambda case: pipe(case.prompt, segments=1, seed=0).frames, suite)
+
+
 def export(out: str, vae: str, fine_vq: str, ar: str, dit: str, overwrite: bool) -> None:
-    """The pipeline folder (arvideo.json + vae/ fine_vq/ ar/ dit/ scheduler/) with fp16 weights."""
+    """The pipeline folder (arvideo.json + vae/ fine_vq/ ar/ dit/ scheduler/) with fp16 weights, and
+    the quality floors CI checks, from the exported pipeline's own subset run (arvideo/eval/floors.py)."""
     tokenizer = ArlonTokenizer(VideoVAE.from_pretrained(vae), LatentVQ.from_pretrained(fine_vq))
     pipe = ArlonPipeline(tokenizer, ArlonDiT.from_pretrained(dit), FlowMatchEulerScheduler(),
                          load_text_tokenizer(TEXT_TOKENIZER), load_lumos(ar), ArlonConfig())  # fmt: skip
-    pipe.save_pretrained(out, overwrite=overwrite)
+    with atomic_write(out, overwrite=overwrite, is_dir=True) as tmp:
+        pipe.save_pretrained(tmp, overwrite=True)
+        why = (
+            f"Regression floors of this ARLON (exported by python -m arvideo.arlon.build export from {ar}, "
+            f"{dit}): its ShapesBench CI-subset t2v scores (one segment, its defaults, seed 0), each "
+            "rounded down to 0.1 and at most 0.9."
+        )
+        write_floors(
+            tmp, floors_from_report(subset_report(ArlonPipeline.from_folder(tmp)), why, FLOOR_METRICS)
+        )
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     log.info("exported %s (%.1f MB)", out, size / 1e6)
 

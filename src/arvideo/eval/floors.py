@@ -31,19 +31,24 @@ TARGET_METRICS: dict[str, tuple[str, ...]] = {
 
 
 def floors_from_report(
-    report: dict[str, Any], why: str, margin: float = 0.1, cap: float = 0.9
+    report: dict[str, Any],
+    why: str,
+    metrics: dict[str, tuple[str, ...]] = TARGET_METRICS,
+    margin: float = 0.1,
+    cap: float = 0.9,
 ) -> dict[str, Any]:
-    """The floors file of a model from its own report: each target metric's score rounded down to
-    0.1 and at most `cap` (a perfect subset score would leave no room for one unlucky case)."""
+    """The floors file of a model from its own report: each of `metrics` (of the tasks the report
+    has) rounded down to 0.1 and at most `cap` (a perfect subset score would leave no room for one
+    unlucky case)."""
     tasks = report["tasks"]
     floors = {
-        task: {m: min(cap, math.floor(tasks[task]["metrics"][m]["score"] * 10 + 1e-9) / 10) for m in metrics}
-        for task, metrics in TARGET_METRICS.items()
+        task: {m: min(cap, math.floor(tasks[task]["metrics"][m]["score"] * 10 + 1e-9) / 10) for m in names}
+        for task, names in metrics.items()
         if task in tasks
     }
     measured = "; ".join(
-        f"{task} " + ", ".join(f"{m} {100 * tasks[task]['metrics'][m]['score']:.1f}%" for m in metrics)
-        for task, metrics in floors.items()
+        f"{task} " + ", ".join(f"{m} {100 * tasks[task]['metrics'][m]['score']:.1f}%" for m in names)
+        for task, names in floors.items()
     )
     return {"why": f"{why} Measured: {measured}.", "margin": margin, "floors": floors}
 
