@@ -22,7 +22,7 @@ build after a kill (or at the start of a new session) continues where it stopped
    the fifth a second folder of them, the sixth trains with tube_decay masks);
 4. export: the last checkpoint's model in fp16 (upcast on load) plus `arvideo.json`, the
    generation defaults of docs/generation.md, and `quality_floors.json`, the regression floors
-   CI checks, from the exported model's own ShapesBench subset run (~2 minutes), into
+   CI checks, from the exported model's own ShapesBench subset run (~70 s on two threads), into
    `src/arvideo/builtin/lumos-shapes/`.
 
 All run configs name the token folders this plan writes (`data.shards`: any of the training
@@ -75,7 +75,7 @@ class BuildPlan:
     )
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
-        default="configs/builtin-shapes-v2-decay.yaml",
+        default="configs/builtin-shapes-v2-more.yaml,configs/builtin-shapes-v2-decay.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes-v2/data"
@@ -145,7 +145,7 @@ class BuildPlan:
 # Named builds: the fields each sets over the BuildPlan defaults (every flag still overrides them).
 RECIPES: dict[str, dict[str, str]] = {
     # the shipped model: the five-leg model of the first chain (kept in stages/) retargeted onto the
-    # built-in tokenizer, fine-tuned on its codes, then a tube_decay leg
+    # built-in tokenizer, fine-tuned on its codes in two tube legs, then a tube_decay leg
     "shapes-v2": {},
     # the first chain: six legs from nothing on the first tokenizer (shipped until 2026-12-06)
     "shapes-v1": {
