@@ -207,8 +207,8 @@ def test_export_writes_the_folder_with_the_floors_of_its_own_subset_run(pipe, tm
     for name, model in parts.items():
         model.save_pretrained(tmp_path / name)
     save_lumos(pipe.ar, tmp_path / "ar")
-    out = tmp_path / "arlon"
-    export(str(out), *(str(tmp_path / name) for name in ("vae", "fine_vq", "ar", "dit")), overwrite=False)
+    out, folders = tmp_path / "arlon", [str(tmp_path / name) for name in ("vae", "fine_vq", "ar", "dit")]
+    export(str(out), *folders, overwrite=False)
     # The floors are the exported (fp16) pipeline's own subset scores rounded down: it passes them
     # with no margin, and each is within 0.1 of its score (or at the 0.9 cap).
     floors, _ = read_floors(out / FLOORS_FILE)
@@ -219,4 +219,4 @@ def test_export_writes_the_folder_with_the_floors_of_its_own_subset_run(pipe, tm
         for metric, floor in floors["t2v"].items()
     )
     with pytest.raises(ArvideoError, match="exists"):  # never replaced unless asked
-        export(str(out), *(str(tmp_path / name) for name in ("vae", "fine_vq", "ar", "dit")), overwrite=False)
+        export(str(out), *folders, overwrite=False)
