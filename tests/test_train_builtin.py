@@ -77,15 +77,13 @@ def test_the_shipped_recipe_fine_tunes_the_staged_model_on_the_builtin_codes(in_
     plan = recipe_plan(SHIPPED_RECIPE)
     assert plan == BuildPlan()  # the defaults are the shipped build
     assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
-    config, more, decay = (load_config(path) for path in run_configs(plan))
-    for leg in (
-        config,
-        more,
-    ):  # two tube legs on all four training folders, re-tokenized in their own data_dir
+    config, *tube_legs, decay = (load_config(path) for path in run_configs(plan))
+    for leg in (config, *tube_legs):  # three tube legs on all four training folders, tokenized in data_dir
         assert len(leg.data.shards) == 4 and leg.task["mask"] == "tube"
-    retarget, train, train_more, train_decay = commands(plan)["train"]
+    assert len(tube_legs) == 2 and decay.task["mask"] == "tube_decay"
+    retarget, train, *continued = commands(plan)["train"]
     assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
-    assert [train[1], f"{train_more[1]},{train_decay[1]}"] == [plan.config, plan.continue_configs]
+    assert [train[1], ",".join(args[1] for args in continued)] == [plan.config, plan.continue_configs]
     first = recipe_plan("shapes-v1")
     assert {part.name: part.seed for part in plan.parts()} == {part.name: part.seed for part in first.parts()}
     start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
