@@ -78,9 +78,9 @@ def test_the_shipped_recipe_fine_tunes_the_staged_model_on_the_builtin_codes(in_
     assert plan == BuildPlan()  # the defaults are the shipped build
     assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
     config, *tube_legs, decay = (load_config(path) for path in run_configs(plan))
-    for leg in (config, *tube_legs):  # three tube legs on all four training folders, tokenized in data_dir
+    for leg in (config, *tube_legs):  # four tube legs on all four training folders, tokenized in data_dir
         assert len(leg.data.shards) == 4 and leg.task["mask"] == "tube"
-    assert len(tube_legs) == 2 and decay.task["mask"] == "tube_decay"
+    assert len(tube_legs) == 3 and decay.task["mask"] == "tube_decay"
     retarget, train, *continued = commands(plan)["train"]
     assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
     assert [train[1], ",".join(args[1] for args in continued)] == [plan.config, plan.continue_configs]

@@ -76,7 +76,7 @@ class BuildPlan:
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
         default="configs/builtin-shapes-v2-more.yaml,configs/builtin-shapes-v2-more2.yaml,"
-        "configs/builtin-shapes-v2-decay.yaml",
+        "configs/builtin-shapes-v2-more3.yaml,configs/builtin-shapes-v2-decay.yaml",
     )
     data_dir: str = _doc(
         "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes-v2/data"
@@ -146,7 +146,7 @@ class BuildPlan:
 # Named builds: the fields each sets over the BuildPlan defaults (every flag still overrides them).
 RECIPES: dict[str, dict[str, str]] = {
     # the shipped model: the five-leg model of the first chain (kept in stages/) retargeted onto the
-    # built-in tokenizer, fine-tuned on its codes in three tube legs, then a tube_decay leg
+    # built-in tokenizer, fine-tuned on its codes in four tube legs, then a short tube_decay leg
     "shapes-v2": {},
     # the first chain: six legs from nothing on the first tokenizer (shipped until 2026-12-06)
     "shapes-v1": {
