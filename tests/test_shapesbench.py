@@ -257,6 +257,24 @@ def test_persistence_by_shape_keeps_each_shape_apart(suite):
     assert f"{broken_shape} {16 / 17:.1%}" in line and f"{steady_shape} 100.0%" in line
 
 
+def test_motion_by_direction_keeps_diagonals_apart(suite):
+    """A diagonal mover rendered right and a straight mover frozen in its first frame: the report's
+    split by object count and asked motion kind scores each kind on its own."""
+    one = [c for c in suite.cases if c.task == "t2v" and len(c.spec.objects) == 1]
+    diagonal = next(c for c in one if "-" in c.spec.objects[0].motion)
+    straight = next(c for c in one if c.spec.objects[0].motion in ("left", "right", "up", "down"))
+    frozen = shapes.render(straight.spec)[0][:1].expand(straight.spec.n_frames, -1, -1, -1)
+    entries = [score_case(diagonal, shapes.render(diagonal.spec)[0]), score_case(straight, frozen)]
+    report = build_report(entries, [diagonal, straight], "v1", subset=False)
+    assert report["tasks"]["t2v"]["by_motion"] == {
+        "1": {"diagonal": {"objects": 1, "motion": 1.0}, "straight": {"objects": 1, "motion": 0.0}}
+    }
+    assert (
+        "t2v, 1 object, motion by direction (objects): diagonal 100.0% (1), straight 0.0% (1)"
+        in format_table(report)
+    )
+
+
 def test_random_noise_scores_at_chance(suite, subset):
     report = score_suite(media_source("noise", subset, seed=0), suite, subset=True)
     chance = chance_levels(subset)["i2v"] | chance_levels(subset)["t2i"]

@@ -275,6 +275,26 @@ def _by_shape(entries: Sequence[dict[str, Any]], names: tuple[str, ...]) -> dict
     return groups
 
 
+def _motion_kind(motion: str) -> str:
+    """The kind of a motion word: still, straight (along an axis) or diagonal (both components)."""
+    return ("still", "straight", "diagonal")[int(np.count_nonzero(shapes.MOTION_VECTORS[motion]))]
+
+
+def _by_motion(entries: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Motion accuracy by the number of objects in the case and the kind of motion asked for: a
+    diagonal drawn as one of its two components fails where a straight motion does not."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    for e in entries:
+        for o in e["objects"]:
+            if "motion" in o["scores"]:
+                kinds = scores.setdefault(str(len(e["objects"])), {})
+                kinds.setdefault(_motion_kind(o["expected"]["motion"]), []).append(o["scores"]["motion"])
+    return {
+        n: {kind: {"objects": len(v), "motion": float(np.mean(v))} for kind, v in sorted(kinds.items())}
+        for n, kinds in sorted(scores.items())
+    }
+
+
 def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per task and overall means of every metric, next to their chance levels."""
     tasks: dict[str, Any] = {}
@@ -294,6 +314,8 @@ def aggregate(entries: Sequence[dict[str, Any]], chance: dict[str, dict[str, flo
             "by_objects": _by_objects(mine, names),
             "by_shape": _by_shape(mine, names),
         }
+        if "motion" in names:
+            tasks[task]["by_motion"] = _by_motion(mine)
         if "persistence" in names:  # object-frames failing it, by reason, most frequent first
             failures = sum(
                 (Counter(o["persistence_failures"]) for e in mine for o in e["objects"]), Counter()

@@ -153,6 +153,10 @@ def format_table(report: dict[str, Any]) -> str:
             scores = " ".join(f"{m} {v:.1%}" for m, v in group.items() if m != "cases")
             lines.append(f"{name}, {n} object{'s' * (n != '1')} ({group['cases']} cases): {scores}")
     for name, task in tasks.items():
+        for n, kinds in task.get("by_motion", {}).items():
+            scores = ", ".join(f"{kind} {g['motion']:.1%} ({g['objects']})" for kind, g in kinds.items())
+            lines.append(f"{name}, {n} object{'s' * (n != '1')}, motion by direction (objects): {scores}")
+    for name, task in tasks.items():
         shapes = task.get("by_shape", {})
         if "persistence" in task["metrics"] and len(shapes) > 1:
             scores = ", ".join(f"{shape} {g['persistence']:.1%}" for shape, g in shapes.items())
