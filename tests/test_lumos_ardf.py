@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from arvideo.errors import ArvideoError
-from arvideo.lumos.ardf import ardf_mask, drop_text, mask_ratio, visual_loss
-from arvideo.lumos.sequence import IGNORE, structure, training_labels
+from arvideo.lumos.ardf import ardf_mask, changed_tokens, drop_text, mask_ratio, visual_loss
+from arvideo.lumos.sequence import IGNORE, serialize, structure, training_labels
 from lumos_util import COMPACT, batch, random_sequence, tiny_decoder
 
 
@@ -135,6 +135,28 @@ def test_cfg_text_dropout():
     assert drop_text(ids[:-1], labels[:-1], COMPACT, g, p=1.0)[0].shape == ids[:-1].shape  # not eligible
     rate = sum(len(drop_text(ids, labels, COMPACT, g)[0]) < len(ids) for _ in range(3000)) / 3000
     assert abs(rate - 0.1) < 0.02
+
+
+def test_changed_tokens_are_the_codes_that_differ_from_the_frame_before():
+    g = torch.Generator().manual_seed(5)
+    codes = torch.randint(0, COMPACT.codebook_size, (1, 2, 3), generator=g).repeat(3, 1, 1)  # [F, H', W']
+    codes[1, 1, 2] = (codes[0, 1, 2] + 1) % COMPACT.codebook_size  # a code changes in frame 1 and back
+    codes[2, 0, 0] = codes[1, 0, 0] = (codes[0, 0, 0] + 7) % COMPACT.codebook_size  # one changes and stays
+    image = torch.randint(0, COMPACT.codebook_size, (1, 2, 2), generator=g)
+    image_ids, video_ids = serialize(COMPACT, [3, 4], image, 1, 1), serialize(COMPACT, [5], codes, 1, 12)
+    ids = batch(COMPACT, image_ids[None], video_ids[None])
+    labels = training_labels(COMPACT, ids)
+    labels[ids == COMPACT.pad] = IGNORE
+
+    changed = changed_tokens(ids, labels, COMPACT)
+    s = structure(ids, COMPACT)
+    assert not changed[0].any()  # an image has no frame before
+    # video frames are counted from the sample's first frame (0 here); slot = row * (W' + 1) + col
+    where = sorted(zip(s.frame[1, changed[1]].tolist(), s.slot[1, changed[1]].tolist(), strict=True))
+    assert where == [(1, 0), (1, 6), (2, 6)]
+    labels[1, s.body[1] & (s.frame[1] == 0)] = IGNORE  # a frame outside the loss compares with nothing
+    changed = changed_tokens(ids, labels, COMPACT)[1]
+    assert list(zip(s.frame[1, changed].tolist(), s.slot[1, changed].tolist(), strict=True)) == [(2, 6)]
 
 
 def test_chunked_visual_loss_equals_full_logits_loss():

@@ -96,6 +96,21 @@ def test_encoder_and_decoder_are_causal(k):
     assert not torch.equal(a[:, :, first:], b[:, :, first:])
 
 
+def test_encoder_kernel_1_keeps_a_change_to_the_codes_around_it():
+    """With 1x1 residual blocks a code sees its own 8x8 cell and 6 pixels around it (this config),
+    so changing the top-left cell leaves every code two cells away as it was; the default 3x3
+    blocks carry it across the frame."""
+    video = random_video(1, 9, seed=2)
+    changed = video.clone()
+    changed[..., :8, :8] = 255 - changed[..., :8, :8]
+    far = torch.ones(4, 4, dtype=torch.bool)
+    far[:2, :2] = False  # latent cells within one cell of the change
+    local, wide = random_model(encoder_kernel=1), random_model()
+    assert torch.equal(local.encode(video)[..., far], local.encode(changed)[..., far])
+    assert not torch.equal(local.encode(video)[..., 0, 0], local.encode(changed)[..., 0, 0])
+    assert not torch.equal(wide.encode(video)[..., far], wide.encode(changed)[..., far])
+
+
 def test_last_group_padding_does_not_change_earlier_codes():
     model = random_model()
     video = random_video(1, 17)

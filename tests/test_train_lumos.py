@@ -56,6 +56,27 @@ def test_collate_masks_visual_codes_and_drops_captions(shards):
         items, (dropped != vocab.pad).sum(1).tolist(), strict=True)]  # fmt: skip
 
 
+def test_changed_weight_weighs_the_training_loss_and_not_the_validation_loss(shards):
+    task = LumosTask(config("unused", shards, task={"changed_weight": 3.0}))
+    ds = ShardDataset(shards)
+    batch = task.collate([ds[0], ds[1]], torch.Generator().manual_seed(0))
+    model = task.build_model()
+    rows = task.vocab.is_visual(batch["labels"])
+    changed = batch["changed"][rows]  # [N] targets that differ from the frame before
+    assert 0 < changed.sum() < len(changed)
+    with torch.no_grad():
+        plain = model(batch["input_ids"], batch["labels"]).token_loss
+        trained = task.loss(model.train(), batch)
+        validated = task.loss(model.eval(), batch)
+    torch.testing.assert_close(trained.n_targets, len(changed) + 2.0 * changed.sum())
+    torch.testing.assert_close(trained.loss_sum, plain.sum() + 2 * plain[changed].sum())
+    torch.testing.assert_close(validated.loss_sum, plain.sum())
+    assert validated.n_targets == len(changed)
+    assert "changed" not in LumosTask(config("unused", shards)).collate([ds[0]], torch.Generator())
+    with pytest.raises(ArvideoError, match="changed_weight"):
+        LumosTask(config("unused", shards, task={"changed_weight": 0}))
+
+
 def test_lumos_training_resumes_exactly_and_saves_a_loadable_model(tmp_path, shards):
     cfg = config(tmp_path / "full", shards)
     trainer = Trainer(cfg, LumosTask(cfg))

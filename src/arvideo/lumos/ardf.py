@@ -144,6 +144,25 @@ def drop_text(
     return ids[start:], labels[start:]
 
 
+def changed_tokens(ids: torch.Tensor, labels: torch.Tensor, vocab: Vocab) -> torch.Tensor:
+    """[B, L] bool: content tokens whose code differs from the co-located one a latent frame earlier.
+
+    These are the tokens a moving object changes; on a mostly still scene they are few, so the
+    plain mean loss is dominated by background tokens that repeat the previous frame. A frame
+    with no earlier frame of the same size changes nothing.
+    """
+    s = structure(ids, vocab)
+    content = s.body & (labels != IGNORE)  # [B, L]
+    slots = int(s.slot.max()) + 1
+    key = torch.where(content, s.frame * slots + s.slot, -1)  # [B, L]: (frame, slot) of each content token
+    width = int(key.max()) + 1  # grid width; column `width` collects the other tokens
+    grid = torch.full((ids.shape[0], width + 1), -1, dtype=ids.dtype, device=ids.device)
+    grid.scatter_(1, torch.where(content, key, width), ids)
+    grid[:, width] = -1
+    earlier = grid.gather(1, (key - slots).clamp(min=0, max=width))  # [B, L] co-located id, or -1
+    return content & (key >= slots) & (earlier >= 0) & (earlier != ids)
+
+
 # ---- loss ----------------------------------------------------------------------------------------
 
 

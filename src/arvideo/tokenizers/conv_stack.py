@@ -77,11 +77,11 @@ class ChannelNorm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int, temporal_kernel: int):
+    def __init__(self, channels: int, temporal_kernel: int, kernel: int = 3):
         super().__init__()
         self.norm = ChannelNorm(channels)
-        self.conv1 = CausalConv3d(channels, channels, temporal_kernel=temporal_kernel)
-        self.conv2 = CausalConv3d(channels, channels)
+        self.conv1 = CausalConv3d(channels, channels, kernel, temporal_kernel=temporal_kernel)
+        self.conv2 = CausalConv3d(channels, channels, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.silu(self.conv1(F.silu(self.norm(x)))))
@@ -99,11 +99,12 @@ class Upsample(nn.Module):
 
 
 def levels(widths: tuple[int, ...], blocks: int, temporal_kernel: int,
-           resample: Callable[[int, int], nn.Module]) -> nn.Sequential:  # fmt: skip
-    """`blocks` residual blocks at each width, with `resample(width, next width)` between levels."""
+           resample: Callable[[int, int], nn.Module], kernel: int = 3) -> nn.Sequential:  # fmt: skip
+    """`blocks` residual blocks (spatial `kernel`) at each width, with `resample(width, next width)`
+    between levels."""
     layers: list[nn.Module] = []
     for i, c in enumerate(widths):
-        layers += [ResBlock(c, temporal_kernel) for _ in range(blocks)]
+        layers += [ResBlock(c, temporal_kernel, kernel) for _ in range(blocks)]
         if i + 1 < len(widths):
             layers.append(resample(c, widths[i + 1]))
     return nn.Sequential(*layers)
@@ -113,10 +114,12 @@ class Encoder(nn.Module):
     """Patchified video [B, in_channels, T', H/p, W/p] -> latent [B, out_channels, T', h, w]."""
 
     def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], blocks: int,
-                 temporal_kernel: int):  # fmt: skip
+                 temporal_kernel: int, kernel: int = 3):  # fmt: skip
         super().__init__()
         self.conv_in = CausalConv3d(in_channels, channels[0])
-        self.blocks = levels(channels, blocks, temporal_kernel, functools.partial(CausalConv3d, stride=2))
+        self.blocks = levels(
+            channels, blocks, temporal_kernel, functools.partial(CausalConv3d, stride=2), kernel
+        )
         self.norm_out = ChannelNorm(channels[-1])
         self.conv_out = CausalConv3d(channels[-1], out_channels, kernel=1)
 

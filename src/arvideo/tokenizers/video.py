@@ -43,6 +43,9 @@ class CausalTokenizerConfig:
     encoder_blocks: int = 1  # residual blocks per level in the encoder
     decoder_blocks: int = 2  # residual blocks per level in the decoder (builtin:shapes: 1 here, 2 encoder)
     temporal_kernel: int = 2  # causal kernel along latent time inside residual blocks
+    # spatial kernel of the encoder's residual blocks: 1 keeps a code's receptive field near its cell
+    # (18 px with the default levels), so a moving object changes only the codes around it
+    encoder_kernel: int = 3
     levels: tuple[int, ...] = (8, 8, 8, 5)  # FSQ levels; the codebook has prod(levels) codes
     kind: str = field(default=MODEL_KIND)
 
@@ -79,7 +82,9 @@ class CausalVideoTokenizer(base.CompressionMixin, nn.Module):
         self.temporal_compression = self.config.temporal_compression
         self.spatial_compression = self.config.spatial_compression
         c, patch = self.config, 3 * self.config.temporal_compression * self.config.patch_size**2
-        self.encoder = Encoder(patch, len(c.levels), c.channels, c.encoder_blocks, c.temporal_kernel)
+        self.encoder = Encoder(
+            patch, len(c.levels), c.channels, c.encoder_blocks, c.temporal_kernel, c.encoder_kernel
+        )
         self.decoder = Decoder(len(c.levels), patch, c.channels, c.decoder_blocks, c.temporal_kernel)
         self.fsq = FSQ(self.config.levels)
         self.codebook_size = self.fsq.codebook_size

@@ -36,7 +36,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.fsdp import FSDPModule
 
 from arvideo.errors import ArvideoError
-from arvideo.lumos.ardf import MaskKind, VisualLoss, ardf_mask, drop_text, visual_loss
+from arvideo.lumos.ardf import MaskKind, VisualLoss, ardf_mask, changed_tokens, drop_text, visual_loss
 from arvideo.lumos.checkpoint import config_to_hf, read_config, read_official_state, to_native, to_official
 from arvideo.lumos.decoder import DecoderConfig, LumosDecoder
 from arvideo.lumos.sequence import header_timing, pad_batch, serialize, training_labels
@@ -78,6 +78,10 @@ class LumosOptions:
     mask: MaskKind = "tube"  # AR-DF masking: tube (official), random, frame, tube_decay, tube_mix
     min_mask_ratio: float = 0.7  # floor of the per-sample cosine mask ratio
     text_drop: float = 0.1  # CFG: probability of training a sample without its caption
+    # loss weight of masked tokens whose code differs from the co-located code a latent frame
+    # earlier (what moving objects change; not in the reference, which weighs every target as 1);
+    # training loss only: the validation loss stays the plain mean, comparable across runs
+    changed_weight: float = 1.0
     loss_chunk: int = 1024  # rows of visual logits computed at a time
     add_layers: int = 0  # with checkpoint.init_from: blocks stacked on its model, identity at first
     shapesbench: ShapesBenchOptions = field(default_factory=ShapesBenchOptions)
@@ -141,6 +145,8 @@ class LumosTask(Task):
         self.meta = read_meta(config.data.shards)
         if self.options.add_layers < 0:
             raise ArvideoError(f"`task.add_layers` must be >= 0, got {self.options.add_layers}")
+        if not self.options.changed_weight > 0:
+            raise ArvideoError(f"`task.changed_weight` must be > 0, got {self.options.changed_weight}")
         if config.checkpoint.init_from:  # fine-tuning: the architecture is the starting model's
             self.decoder_config = read_config(config.checkpoint.init_from)
             have, need = self.decoder_config.vocab.codebook_size, self.meta.get("codebook_size")
@@ -184,17 +190,24 @@ class LumosTask(Task):
             labels.append(lab)
         ids, lab = pad_batch(self.vocab, seqs, labels)  # [B, L] each
         masked = ardf_mask(ids, lab, self.vocab, generator, self.options.mask, self.options.min_mask_ratio)
-        return {"input_ids": masked.input_ids, "labels": masked.labels,
-                "lengths": torch.tensor([len(s) for s in seqs])}  # fmt: skip
+        batch = {"input_ids": masked.input_ids, "labels": masked.labels,
+                 "lengths": torch.tensor([len(s) for s in seqs])}  # fmt: skip
+        if self.options.changed_weight != 1:
+            batch["changed"] = changed_tokens(ids, lab, self.vocab)
+        return batch
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         out = model(batch["input_ids"], batch["labels"])
         sums, counts = out.per_frame(self.max_frames)  # [F] each
         lengths = batch["lengths"].double()
         n_targets = out.token_loss.shape[0]
+        weight = torch.ones_like(out.token_loss)  # [N]
+        if "changed" in batch and model.training:  # rows in the order visual_loss gathers them
+            changed = batch["changed"][self.vocab.is_visual(batch["labels"])]
+            weight = torch.where(changed, self.options.changed_weight, weight)
         return LossOutput(
-            loss_sum=out.token_loss.sum(),
-            n_targets=torch.tensor(n_targets),
+            loss_sum=(out.token_loss * weight).sum(),
+            n_targets=weight.sum(),
             n_tokens=int(lengths.sum()),
             flops=self.flops(lengths, n_targets),
             metrics={f"loss_frame{f}": (sums[f], counts[f]) for f in range(self.max_frames)},

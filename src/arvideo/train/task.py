@@ -34,12 +34,12 @@ class LossOutput:
     """What a task's loss returns for one micro-batch on one rank.
 
     The trainer sums `loss_sum` and `n_targets` over micro-batches and ranks and divides the
-    gradient by the global target count, so every target token weighs the same whatever the
-    batch split.
+    gradient by the global target count (weight), so every target token weighs the same (its
+    weight) whatever the batch split.
     """
 
     loss_sum: torch.Tensor  # [] fp32: sum of per-target losses (not the mean)
-    n_targets: torch.Tensor  # [] int: targets in loss_sum
+    n_targets: torch.Tensor  # []: targets in loss_sum (the sum of their weights, if weighted)
     n_tokens: int  # input tokens processed, padding excluded: for tokens/s
     flops: float  # model FLOPs of forward + backward on this micro-batch: for MFU
     metrics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
