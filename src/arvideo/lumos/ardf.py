@@ -147,8 +147,9 @@ def drop_text(
 def changed_tokens(ids: torch.Tensor, labels: torch.Tensor, vocab: Vocab) -> torch.Tensor:
     """[B, L] bool: content tokens whose code differs from the co-located one a latent frame earlier.
 
-    These are the tokens a moving object changes; on a mostly still scene they are few, so the
-    plain mean loss is dominated by background tokens that repeat the previous frame. A frame
+    What `task.changed_weight` weighs up. With local codes they are the few codes around moving
+    objects, which the plain mean weighs like the many background codes that repeat the frame
+    before; with non-local codes most codes change (docs/tokenizers.md, "Code locality"). A frame
     with no earlier frame of the same size changes nothing.
     """
     s = structure(ids, vocab)
