@@ -73,24 +73,34 @@ def test_each_recipe_chains_its_legs_on_the_folders_it_builds(in_repo, name):
                 assert f"arvideo {shlex.join(args)}" in header
 
 
-def test_the_shipped_recipe_fine_tunes_the_staged_model_on_the_builtin_codes(in_repo):
-    plan = recipe_plan(SHIPPED_RECIPE)
-    assert plan == BuildPlan()  # the defaults are the shipped build
-    assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
+@pytest.mark.parametrize(("name", "tube_legs_after_first"), [("shapes-v3", 2), ("shapes-v2", 3)])
+def test_each_fine_tune_retargets_the_staged_model_before_it(in_repo, name, tube_legs_after_first):
+    """Each chain after the first starts from the model before it (staged with its tokenizer) and
+    trains on its own tokenizer's codes; the shipped one's tokenizer is the built-in one."""
+    plan = recipe_plan(name)
+    before = recipe_plan({"shapes-v3": "shapes-v2", "shapes-v2": "shapes-v1"}[name])
+    if name == SHIPPED_RECIPE:
+        assert plan == BuildPlan()  # the defaults are the shipped build
+        assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
     config, *tube_legs, decay = (load_config(path) for path in run_configs(plan))
-    for leg in (config, *tube_legs):  # four tube legs on all four training folders, tokenized in data_dir
+    for leg in (config, *tube_legs):  # tube legs on all four training folders, tokenized in data_dir
         assert len(leg.data.shards) == 4 and leg.task["mask"] == "tube"
-    assert len(tube_legs) == 3 and decay.task["mask"] == "tube_decay"
+    assert len(tube_legs) == tube_legs_after_first and decay.task["mask"] == "tube_decay"
     retarget, train, *continued = commands(plan)["train"]
     assert retarget[:3] == ["retarget", plan.start_from, config.checkpoint.init_from]
     assert [train[1], ",".join(args[1] for args in continued)] == [plan.config, plan.continue_configs]
-    first = recipe_plan("shapes-v1")
-    assert {part.name: part.seed for part in plan.parts()} == {part.name: part.seed for part in first.parts()}
+    assert {part.name: part.seed for part in plan.parts()} == {
+        part.name: part.seed for part in before.parts()
+    }
     start = json.loads((ROOT / plan.start_from / "arvideo.json").read_text())
-    assert Path(plan.start_from, start["tokenizer"]) == Path(first.tokenizer)  # the first chain's codes
-    tokenizers = {  # each chain's tokenizer is what its recipe in configs/ trains
-        "configs/tokenizer-shapes.yaml": builtin_path(plan.tokenizer, BUILTIN_VIDEO),
-        "configs/tokenizer-shapes-v1.yaml": Path(first.tokenizer),
+    assert Path(plan.start_from, start["tokenizer"]) == Path(before.tokenizer)  # the codes before
+
+
+def test_each_chains_tokenizer_is_what_its_recipe_in_configs_trains(in_repo):
+    tokenizers = {
+        "configs/tokenizer-shapes.yaml": builtin_path(recipe_plan(SHIPPED_RECIPE).tokenizer, BUILTIN_VIDEO),
+        "configs/tokenizer-shapes-v2.yaml": Path(recipe_plan("shapes-v2").tokenizer),
+        "configs/tokenizer-shapes-v1.yaml": Path(recipe_plan("shapes-v1").tokenizer),
     }
     for recipe, folder in tokenizers.items():
         model = yaml.safe_load(Path(recipe).read_text())["model"]
@@ -123,7 +133,7 @@ def test_the_shipped_model_fits_the_budget_and_is_the_staged_models_architecture
 def test_recipe_sets_the_defaults_that_flags_override(in_repo, capsys):
     assert main(["--dry-run"]) == 0  # the shipped model's recipe: retarget the staged model first
     listed = capsys.readouterr().out
-    assert "arvideo retarget stages/lumos-shapes-v1 " in listed and "--tokenizer builtin:shapes" in listed
+    assert "arvideo retarget stages/lumos-shapes-v2 " in listed and "--tokenizer builtin:shapes" in listed
     assert main(["--recipe", "shapes-v1", "--dry-run"]) == 0  # the first chain: from nothing
     listed = capsys.readouterr().out
     assert "retarget" not in listed and "--tokenizer stages/lumos-shapes-v1/tokenizer" in listed
@@ -133,7 +143,9 @@ def test_recipe_sets_the_defaults_that_flags_override(in_repo, capsys):
     with pytest.raises(SystemExit):
         main(["--recipe", "nope", "--dry-run"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
-    with pytest.raises(ArvideoError, match="unknown recipe 'nope'; choose from shapes-v2, shapes-v1"):
+    with pytest.raises(
+        ArvideoError, match="unknown recipe 'nope'; choose from shapes-v3, shapes-v2, shapes-v1"
+    ):
         recipe_plan("nope")
 
 

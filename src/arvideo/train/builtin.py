@@ -1,6 +1,7 @@
 """Build the built-in Lumos-1 model of the shapes world (`builtin:shapes`), end to end, resumable.
 
-    python -m arvideo.train.builtin                 # the shipped model (configs/builtin-shapes-v2.yaml)
+    python -m arvideo.train.builtin                 # the shipped model (configs/builtin-shapes-v3.yaml)
+    python -m arvideo.train.builtin --recipe shapes-v2    # the model before, on the tokenizer before
     python -m arvideo.train.builtin --recipe shapes-v1    # the first chain, on the first tokenizer
     python -m arvideo.train.builtin --dry-run       # print the commands it runs
     python -m arvideo.train.builtin --stop-after tokens    # only the token shards (for ablations)
@@ -71,15 +72,15 @@ class BuildPlan:
     """What the build makes besides the run config: the data, the tokenizers, the export."""
 
     config: str = _doc(
-        "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes-v2.yaml"
+        "run config (kind: lumos) naming the plan's token folders", default="configs/builtin-shapes-v3.yaml"
     )
     continue_configs: str = _doc(
         "comma-separated run configs, each starting from the last checkpoint of the one before ('' = none)",
-        default="configs/builtin-shapes-v2-more.yaml,configs/builtin-shapes-v2-more2.yaml,"
-        "configs/builtin-shapes-v2-more3.yaml,configs/builtin-shapes-v2-decay.yaml",
+        default="configs/builtin-shapes-v3-more.yaml,configs/builtin-shapes-v3-more2.yaml,"
+        "configs/builtin-shapes-v3-decay.yaml",
     )
     data_dir: str = _doc(
-        "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes-v2/data"
+        "data folders go here, their token shards in DATA_DIR/tokens", default="runs/builtin-shapes-v3/data"
     )
     videos: int = _doc("training clips", default=8000)
     images: int = _doc("training images (one frame, captions with positions)", default=16000)
@@ -101,7 +102,7 @@ class BuildPlan:
     start_from: str = _doc(
         "a model folder trained on another video tokenizer (its arvideo.json names it), moved onto "
         "`tokenizer` by `arvideo retarget` into the first config's checkpoint.init_from ('' = none)",
-        default="stages/lumos-shapes-v1",
+        default="stages/lumos-shapes-v2",
     )
     retarget_items: int = _doc(
         "training clips `arvideo retarget` pairs the two tokenizers' codes on", default=512
@@ -112,7 +113,7 @@ class BuildPlan:
     sample_cfg: float = _doc("arvideo.json: guidance scale for videos", default=3.0)
     sample_image_cfg: float = _doc("arvideo.json: guidance scale for images", default=3.0)
     sample_history_ratio: float = _doc("arvideo.json: history masking ratio", default=0.7)
-    sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=1.0)
+    sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=0.8)
     sample_top_k: int = _doc("arvideo.json: draw among the k most likely codes only (0: all)", default=0)
 
     def parts(self) -> list[DataPart]:
@@ -144,10 +145,23 @@ class BuildPlan:
 
 
 # Named builds: the fields each sets over the BuildPlan defaults (every flag still overrides them).
-RECIPES: dict[str, dict[str, str]] = {
-    # the shipped model: the five-leg model of the first chain (kept in stages/) retargeted onto the
-    # built-in tokenizer, fine-tuned on its codes in four tube legs, then a short tube_decay leg
-    "shapes-v2": {},
+RECIPES: dict[str, dict[str, str | float]] = {
+    # the shipped model: the model before (kept in stages/lumos-shapes-v2) retargeted onto the
+    # local-code tokenizer, fine-tuned on its codes in three tube legs and a short tube_decay leg;
+    # its sampler draws at temperature 0.8
+    "shapes-v3": {},
+    # the model before (shipped until 2026-12-06): the five-leg model of the first chain retargeted
+    # onto the tokenizer before, fine-tuned on its codes in four tube legs and a tube_decay leg
+    "shapes-v2": {
+        "config": "configs/builtin-shapes-v2.yaml",
+        "continue_configs": "configs/builtin-shapes-v2-more.yaml,configs/builtin-shapes-v2-more2.yaml,"
+        "configs/builtin-shapes-v2-more3.yaml,configs/builtin-shapes-v2-decay.yaml",
+        "data_dir": "runs/builtin-shapes-v2/data",
+        "start_from": "stages/lumos-shapes-v1",
+        "tokenizer": "stages/lumos-shapes-v2/tokenizer",
+        "out": "runs/lumos-shapes-v2",
+        "sample_temperature": 1.0,
+    },
     # the first chain: six legs from nothing on the first tokenizer (shipped until 2026-12-06)
     "shapes-v1": {
         "config": "configs/builtin-shapes.yaml",
@@ -157,9 +171,10 @@ RECIPES: dict[str, dict[str, str]] = {
         "start_from": "",
         "tokenizer": "stages/lumos-shapes-v1/tokenizer",
         "out": "runs/lumos-shapes-v1",
+        "sample_temperature": 1.0,
     },
 }
-SHIPPED_RECIPE = "shapes-v2"
+SHIPPED_RECIPE = "shapes-v3"
 
 
 def recipe_plan(name: str, **overrides) -> BuildPlan:
