@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class VideoTrainConfig:
     """Every field of a video tokenizer training config (YAML/JSON keys have the same names).
 
-    Defaults are the recipe of the built-in tokenizer (configs/tokenizer-shapes.yaml), except `compile`.
+    The built-in tokenizer's recipe, configs/tokenizer-shapes.yaml, sets every field it trains with.
     """
 
     kind: Literal["video"] = "video"
