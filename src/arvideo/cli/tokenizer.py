@@ -1,7 +1,7 @@
 """`arvideo tokenize`, `arvideo detokenize` (training a tokenizer is `arvideo train CONFIG`).
 
 Examples (CPU-sized):
-    arvideo train configs/tokenizer-shapes.yaml                  # ~70 min on 2 bf16 cores; --resume to continue
+    arvideo train configs/tokenizer-shapes.yaml                  # ~70 min on 2 cores; --resume to continue
     arvideo train configs/text-shapes.yaml                       # caption BPE, seconds
     arvideo tokenize clip.mp4 --tokenizer builtin:shapes --out clip.ids.safetensors
     arvideo detokenize clip.ids.safetensors --out back.mp4
