@@ -73,12 +73,16 @@ def test_each_recipe_chains_its_legs_on_the_folders_it_builds(in_repo, name):
                 assert f"arvideo {shlex.join(args)}" in header
 
 
-@pytest.mark.parametrize(("name", "tube_legs_after_first"), [("shapes-v3", 2), ("shapes-v2", 3)])
-def test_each_fine_tune_retargets_the_staged_model_before_it(in_repo, name, tube_legs_after_first):
+@pytest.mark.parametrize(
+    ("name", "before_name", "tube_legs_after_first"),
+    [("shapes-v3", "shapes-v2", 2), ("shapes-v2", "shapes-v1", 3)],
+)
+def test_each_fine_tune_retargets_the_staged_model_before_it(
+    in_repo, name, before_name, tube_legs_after_first
+):
     """Each chain after the first starts from the model before it (staged with its tokenizer) and
     trains on its own tokenizer's codes; the shipped one's tokenizer is the built-in one."""
-    plan = recipe_plan(name)
-    before = recipe_plan({"shapes-v3": "shapes-v2", "shapes-v2": "shapes-v1"}[name])
+    plan, before = recipe_plan(name), recipe_plan(before_name)
     if name == SHIPPED_RECIPE:
         assert plan == BuildPlan()  # the defaults are the shipped build
         assert (plan.tokenizer, Path(plan.out)) == ("builtin:shapes", BUILTIN_DIR / "lumos-shapes")
