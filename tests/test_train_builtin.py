@@ -31,6 +31,7 @@ from arvideo.train.builtin import (
     commands,
     final_checkpoint,
     main,
+    pipeline_config,
     recipe_plan,
     run_configs,
 )
@@ -132,6 +133,12 @@ def test_the_shipped_model_fits_the_budget_and_is_the_staged_models_architecture
     model_mb = 2 * sum(p.numel() for p in model.parameters()) / 2**20  # exported in fp16
     tokenizer_mb = sum(f.stat().st_size for f in (BUILTIN_DIR / "tokenizer-shapes").iterdir()) / 2**20
     assert model_mb + tokenizer_mb <= BUDGET_MB, (model_mb, tokenizer_mb)
+
+
+def test_the_shipped_settings_are_what_the_shipped_recipe_exports(in_repo):
+    """A changed sampler default in the recipe must reach the shipped arvideo.json (and its floors)."""
+    shipped = json.loads((BUILTIN_DIR / "lumos-shapes" / "arvideo.json").read_text())
+    assert pipeline_config(recipe_plan(SHIPPED_RECIPE), fps=shipped["fps"]).to_dict() == shipped
 
 
 def test_recipe_sets_the_defaults_that_flags_override(in_repo, capsys):

@@ -42,7 +42,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -50,6 +50,9 @@ from arvideo.errors import ArvideoError
 from arvideo.files import atomic_write
 from arvideo.train.checkpoint import checkpoint_dirs, step_dir
 from arvideo.train.config import RunConfig, _doc, load_config
+
+if TYPE_CHECKING:
+    from arvideo.pipelines.lumos import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ class BuildPlan:
     sample_cfg: float = _doc("arvideo.json: guidance scale for videos", default=3.0)
     sample_image_cfg: float = _doc("arvideo.json: guidance scale for images", default=3.0)
     sample_history_ratio: float = _doc("arvideo.json: history masking ratio", default=0.7)
-    sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=0.8)
+    sample_temperature: float = _doc("arvideo.json: temperature of the token draw", default=0.7)
     sample_top_k: int = _doc("arvideo.json: draw among the k most likely codes only (0: all)", default=0)
 
     def parts(self) -> list[DataPart]:
@@ -148,7 +151,7 @@ class BuildPlan:
 RECIPES: dict[str, dict[str, str | float]] = {
     # the shipped model: the model before (kept in stages/lumos-shapes-v2) retargeted onto the
     # local-code tokenizer, fine-tuned on its codes in three tube legs and a short tube_decay leg;
-    # its sampler draws at temperature 0.8
+    # its sampler draws at temperature 0.7
     "shapes-v3": {},
     # the model before (shipped until 2026-12-06): the five-leg model of the first chain retargeted
     # onto the tokenizer before, fine-tuned on its codes in four tube legs and a tube_decay leg
@@ -255,6 +258,21 @@ def final_checkpoint(config: RunConfig) -> Path | None:
     return dict(checkpoint_dirs(Path(config.out_dir) / "checkpoints")).get(config.steps)
 
 
+def pipeline_config(plan: BuildPlan, fps: int) -> PipelineConfig:
+    """The exported model's arvideo.json: its components, clip shape and sampler defaults."""
+    from arvideo.pipelines.lumos import PipelineConfig, component_reference
+
+    out = Path(plan.out)
+    return PipelineConfig(
+        tokenizer=component_reference(plan.tokenizer, out),
+        text_tokenizer=component_reference(plan.text_tokenizer, out),
+        prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
+        fps=fps,
+        steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
+        history_ratio=plan.sample_history_ratio, temperature=plan.sample_temperature, top_k=plan.sample_top_k,
+    )  # fmt: skip
+
+
 def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
     """The model folder of `checkpoint` in fp16 plus arvideo.json and the quality floors of its own
     ShapesBench subset run (arvideo/eval/floors.py), written atomically to `plan.out`."""
@@ -262,18 +280,11 @@ def export(checkpoint: Path, plan: BuildPlan, overwrite: bool = False) -> Path:
     from arvideo.eval.floors import floors_from_report, write_floors
     from arvideo.lumos.checkpoint import load_lumos, save_lumos
     from arvideo.pipelines import load
-    from arvideo.pipelines.lumos import PipelineConfig, component_reference
     from arvideo.train.data import ShardDataset
 
     out = Path(plan.out)
-    pipeline = PipelineConfig(
-        tokenizer=component_reference(plan.tokenizer, out),
-        text_tokenizer=component_reference(plan.text_tokenizer, out),
-        prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
-        fps=round(float(ShardDataset(plan.tokens("train-videos")).fps[0])),  # the header numbers it learnt
-        steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
-        history_ratio=plan.sample_history_ratio, temperature=plan.sample_temperature, top_k=plan.sample_top_k,
-    )  # fmt: skip
+    fps = round(float(ShardDataset(plan.tokens("train-videos")).fps[0]))  # the header numbers it learnt
+    pipeline = pipeline_config(plan, fps)
     with atomic_write(out, overwrite=overwrite, is_dir=True) as tmp:
         save_lumos(load_lumos(checkpoint), tmp, overwrite=True, dtype=torch.float16)  # upcast on load
         (tmp / "arvideo.json").write_text(json.dumps(pipeline.to_dict(), indent=2) + "\n")
