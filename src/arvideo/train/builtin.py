@@ -267,8 +267,7 @@ def pipeline_config(plan: BuildPlan, fps: int) -> PipelineConfig:
         tokenizer=component_reference(plan.tokenizer, out),
         text_tokenizer=component_reference(plan.text_tokenizer, out),
         prompt="caption", max_prompt_tokens=64, width=plan.size, height=plan.size, frames=plan.frames,
-        fps=fps,
-        steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
+        fps=fps, steps=plan.sample_steps, cfg=plan.sample_cfg, image_cfg=plan.sample_image_cfg,
         history_ratio=plan.sample_history_ratio, temperature=plan.sample_temperature, top_k=plan.sample_top_k,
     )  # fmt: skip
 
