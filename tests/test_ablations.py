@@ -1,26 +1,18 @@
 """benchmarks/ablations.py at toy scale: two trained variants plus the inference-only history variants."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from arvideo.train.builtin import BuildPlan, build
+from benchmark_scripts import load_benchmark
 from test_train_builtin import in_repo, tiny_plan  # noqa: F401  (fixture)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations.py"
 
 
 @pytest.fixture
 def ablations():
-    if not SCRIPT.is_file():
-        pytest.skip("benchmarks/ablations.py is not part of this checkout")
-    spec = importlib.util.spec_from_file_location("ablations", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablations")
 
 
 def test_two_variants_and_history_rows(tmp_path, in_repo, ablations):  # noqa: F811

@@ -4,9 +4,6 @@ optimises (the AR-DF visual loss of a wholly masked frame)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,21 +12,14 @@ import torch
 from arvideo.data.shapes import caption, parse_prompt, position_of, random_spec
 from arvideo.lumos.ardf import ardf_mask, visual_loss
 from arvideo.lumos.sequence import serialize, training_labels
+from benchmark_scripts import load_benchmark
 from test_eval_run import bench_dir, pipe  # noqa: F401 (fixtures: the tiny pipeline, long prompts allowed)
 from test_pipeline import model_dir  # noqa: F401 (a fixture)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "model_probe.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    if not SCRIPT.is_file():
-        pytest.skip("benchmarks/model_probe.py is not part of this checkout")
-    spec = importlib.util.spec_from_file_location("model_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("model_probe")
 
 
 def true_value(spec, attribute: str) -> str:

@@ -1,8 +1,6 @@
 """Tokenizer training: config loading, a tiny run that learns, exact resume, the CLI, built-in quality."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from safetensors.torch import load_file
 from arvideo.errors import ArvideoError
 from arvideo.tokenizers import BUILTIN_DIR, load_text_tokenizer, load_tokenizer
 from arvideo.tokenizers.train import VideoTrainConfig, heldout_clips, load_train_config, train_from_config
+from benchmark_scripts import BENCHMARKS, load_benchmark
 
 TINY = {
     "model": {"patch_size": 4, "channels": [8, 12], "levels": [5, 5, 5], "decoder_blocks": 1},
@@ -124,14 +123,11 @@ def test_builtin_tokenizer_quality_floor():
 def test_builtin_tokenizer_codes_are_local():
     """When one object moves, the shipped tokenizer keeps the codes away from it (1.7% of them change
     on these 8 clips); the tokenizer before, whose 3x3 encoder blocks see the whole frame, changed 69%."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tokenizer_quality.py"
-    if not script.is_file() or not (BUILTIN_DIR / "tokenizer-shapes").is_dir():
-        pytest.skip("needs benchmarks/tokenizer_quality.py and the built-in tokenizer")
-    spec = importlib.util.spec_from_file_location("tokenizer_quality", script)
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    if not (BUILTIN_DIR / "tokenizer-shapes").is_dir():
+        pytest.skip("needs the built-in tokenizer")
+    quality = load_benchmark("tokenizer_quality")
     far, near = quality.far_code_changes(load_tokenizer("builtin:shapes"), clips=8, seed=0)
     assert far < 0.05 and near > 0.5, (far, near)  # codes change where the object is, not elsewhere
-    before = Path(__file__).resolve().parents[1] / "stages" / "lumos-shapes-v2" / "tokenizer"
+    before = BENCHMARKS.parent / "stages" / "lumos-shapes-v2" / "tokenizer"
     if before.is_dir():
         assert quality.far_code_changes(load_tokenizer(before), clips=8, seed=0)[0] > 0.5
